@@ -1,0 +1,35 @@
+"""okapi-kit: align and evaluate large language models in many languages.
+
+The public API for plugin authors: the ``hookimpl`` marker, the component base classes
+and the one user-facing error type. See docs/writing-a-plugin.md.
+"""
+
+from __future__ import annotations
+
+from .components import (
+    Component,
+    ComponentConfig,
+    EvalTarget,
+    Evaluator,
+    InstructionGenerator,
+    Ranker,
+    RewardSource,
+    Sampler,
+    Score,
+    Trainer,
+    TrainJob,
+    TrainResult,
+    Translator,
+)
+from .errors import OkapiError
+from .hookspecs import hookimpl
+from .records import Instruction, PreferencePair, Ranking, SampleSet
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Component", "ComponentConfig", "EvalTarget", "Evaluator", "Instruction",
+    "InstructionGenerator", "OkapiError", "PreferencePair", "Ranker", "Ranking",
+    "RewardSource", "SampleSet", "Sampler", "Score", "Trainer", "TrainJob", "TrainResult",
+    "Translator", "__version__", "hookimpl",
+]

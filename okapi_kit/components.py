@@ -1,0 +1,191 @@
+"""Base classes for the components that plugins provide, one per kind.
+
+A component is a class with a ``name``, a pydantic ``Config`` (the options a YAML
+config may pass it) and the one method of its kind. Component modules must not import
+torch, transformers, trl or lm-eval at module level: import them inside the methods,
+so that listing and validating stay fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from typing_extensions import Annotated
+
+from .records import SampleSet
+
+
+def _resolve_input(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    if not path.exists():
+        raise ValueError(f"file or folder does not exist: {path}")
+    return path
+
+
+# A path option of a component config: relative paths are taken from the folder of the
+# YAML config that names them, and the path must exist (so `okapi-kit validate` checks it).
+InputPath = Annotated[Path, AfterValidator(_resolve_input)]
+
+
+class ComponentConfig(BaseModel):
+    """Options of a component. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class Component:
+    """Common base: a named, configurable piece of the pipeline."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[ComponentConfig]] = ComponentConfig
+
+    def __init__(self, config: ComponentConfig | None = None):
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def summary(cls) -> str:
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+class Translator(Component):
+    """Translates texts from one language into another."""
+
+    kind = "translator"
+
+    def translate(self, texts: Sequence[str], source: str, target: str) -> list[str | None]:
+        """One translation per text, in order; ``None`` where the text could not be translated."""
+        raise NotImplementedError
+
+
+class InstructionGenerator(Component):
+    """Writes new instructions (for example Self-Instruct style, from seed tasks)."""
+
+    kind = "generator"
+
+    def generate(self, seeds: Sequence[Any], n: int, language: str) -> list[Any]:
+        """Return ``n`` new :class:`okapi_kit.records.Instruction` records."""
+        raise NotImplementedError
+
+
+class Sampler(Component):
+    """Generates responses to prompts with a model."""
+
+    kind = "sampler"
+
+    def sample(self, model: str, prompts: Sequence[str], k: int, *, seed: int) -> list[list[str]]:
+        """``k`` responses for each prompt, deterministic for a given seed."""
+        raise NotImplementedError
+
+
+class Ranker(Component):
+    """Orders the K responses sampled for each prompt, best first."""
+
+    kind = "ranker"
+
+    def rank(self, items: Sequence[SampleSet]) -> list[list[int]]:
+        """For each item, the indices of its responses from best to worst."""
+        raise NotImplementedError
+
+
+class RewardSource(Component):
+    """Gives a scalar reward to a response (a reward model, a rule, a transferred RM)."""
+
+    kind = "reward_source"
+
+    def score(
+        self, prompts: Sequence[str], responses: Sequence[str], languages: Sequence[str]
+    ) -> list[float]:
+        raise NotImplementedError
+
+
+@dataclass
+class TrainJob:
+    """Everything a trainer needs. ``records`` follow TRL's standard dataset formats:
+
+    - ``data == "sft"``: ``{"prompt", "completion"}``
+    - ``data == "preference"``: ``{"prompt", "chosen", "rejected"}``
+    - ``data == "ranking"``: ``{"prompt", "responses"}`` with responses best first
+    - ``data == "prompts"``: ``{"prompt"}`` (online RL; ``reward`` scores samples)
+    """
+
+    model: str
+    output_dir: Path
+    work_dir: Path
+    records: list[dict[str, Any]]
+    seed: int = 0
+    languages: list[str] = field(default_factory=list)
+    reference_model: str | None = None
+    reward: RewardSource | None = None
+    trust_remote_code: bool = False
+    progress: Callable[[int, int], None] | None = None
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer(Component):
+    """Trains a model and saves it (safetensors) to ``job.output_dir``.
+
+    Trainers should checkpoint into ``job.work_dir`` and resume from the latest
+    checkpoint there, so that an interrupted run continues where it stopped.
+    """
+
+    kind = "trainer"
+    data: ClassVar[str] = "sft"  # which records the trainer consumes (see TrainJob)
+    produces: ClassVar[str] = "policy"  # "policy" or "reward_model"
+
+    def train(self, job: TrainJob) -> TrainResult:
+        raise NotImplementedError
+
+
+@dataclass
+class Score:
+    """One evaluation figure."""
+
+    task: str
+    metric: str
+    value: float
+    stderr: float | None = None
+    n: int = 0
+    protocol: str = ""
+
+
+@dataclass
+class EvalTarget:
+    """A model to evaluate in one language, with what evaluators may need."""
+
+    model: str
+    label: str  # base, sft, dpo, ...
+    language: str
+    work_dir: Path
+    prompts: list[str] = field(default_factory=list)  # held-out prompts in ``language``
+    generate: Callable[[list[str]], list[str]] | None = None  # one response per prompt
+    seed: int = 0
+    trust_remote_code: bool = False
+
+
+class Evaluator(Component):
+    """Scores a model in one language."""
+
+    kind = "evaluator"
+
+    def evaluate(self, target: EvalTarget) -> list[Score]:
+        raise NotImplementedError
+
+
+KINDS: dict[str, type[Component]] = {
+    cls.kind: cls
+    for cls in (Translator, InstructionGenerator, Sampler, Ranker, RewardSource, Trainer, Evaluator)
+}

@@ -1,0 +1,39 @@
+"""The one error type a user sees. The CLI prints its message and exits with code 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class OkapiError(Exception):
+    """A problem the user can fix: bad input, a bad config, a missing file.
+
+    ``where`` says where (``file:line``, ``config.sft.trainer``); ``hint`` says how to fix it.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+        self.message = message
+        self.where = where
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
+    """A hint naming the closest choices, or listing them all when none is close."""
+    choices = sorted(set(choices))
+    close = difflib.get_close_matches(word, choices, n=n, cutoff=0.5)
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    if not choices:
+        return "none is available"
+    shown = ", ".join(choices[:30]) + (" ..." if len(choices) > 30 else "")
+    return f"choose one of: {shown}"

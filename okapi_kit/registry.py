@@ -1,0 +1,68 @@
+"""Named components per kind, filled by the register hooks of every loaded plugin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import pluggy
+
+from .components import KINDS, Component
+from .errors import OkapiError, did_you_mean
+from .hookspecs import REGISTER_HOOKS
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    cls: type[Component]
+    plugin: str
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+
+    def add(self, kind: str, cls: type[Component], *, plugin: str) -> None:
+        base = KINDS[kind]
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise OkapiError(
+                f"plugin {plugin!r} registered {cls!r} as a {kind}, but it is not a subclass of "
+                f"okapi_kit.{base.__name__}"
+            )
+        if not cls.name:
+            raise OkapiError(f"plugin {plugin!r} registered {cls.__name__} without a name",
+                             hint="set the class attribute `name`")
+        taken = self._entries[kind].get(cls.name)
+        if taken is not None:
+            raise OkapiError(
+                f"two plugins register a {kind} named {cls.name!r}: {taken.plugin!r} "
+                f"({taken.cls.__module__}.{taken.cls.__name__}) and {plugin!r} "
+                f"({cls.__module__}.{cls.__name__})",
+                hint="uninstall one of them, or block one with OKAPI_KIT_BLOCK_PLUGINS",
+            )
+        self._entries[kind][cls.name] = Entry(kind, cls.name, cls, plugin)
+
+    def get(self, kind: str, name: str, *, where: str | None = None) -> Entry:
+        if kind not in self._entries:
+            raise OkapiError(f"unknown component kind {kind!r}", where=where,
+                             hint=did_you_mean(kind, self._entries))
+        entry = self._entries[kind].get(name)
+        if entry is None:
+            raise OkapiError(f"no {kind} named {name!r} is installed", where=where,
+                             hint=did_you_mean(name, self._entries[kind]))
+        return entry
+
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        kinds = [kind] if kind else list(self._entries)
+        return [e for k in kinds for e in sorted(self._entries[k].values(), key=lambda e: e.name)]
+
+    @classmethod
+    def from_plugins(cls, pm: pluggy.PluginManager) -> Registry:
+        """Call each plugin's register hooks with a ``register`` bound to that plugin's name."""
+        reg = cls()
+        for kind, hook_name in REGISTER_HOOKS.items():
+            for impl in getattr(pm.hook, hook_name).get_hookimpls():
+                impl.function(register=partial(reg.add, kind, plugin=impl.plugin_name))
+        return reg

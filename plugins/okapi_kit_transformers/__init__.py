@@ -1,0 +1,1 @@
+"""First-party plugin: local Hugging Face models (tiny models, sampling, reward models)."""
