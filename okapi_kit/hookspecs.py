@@ -20,6 +20,7 @@ Hooks only grow: new arguments may be added, none is renamed or removed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -70,6 +71,15 @@ def okapi_register_trainers(register: Register) -> None:
 @hookspec
 def okapi_register_evaluators(register: Register) -> None:
     """Register :class:`~okapi_kit.Evaluator` classes (lm-eval tasks, language fidelity, win-rates)."""
+
+
+@hookspec(firstresult=True)
+def okapi_build_model(spec: str, out_dir: Path) -> bool | None:
+    """Build the model named by ``spec`` into ``out_dir`` if this plugin knows the scheme.
+
+    For model names that are neither a local path nor a hub id, e.g. ``tiny:llama``.
+    Return True when built, None to let another plugin try.
+    """
 
 
 @hookspec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import pluggy
 
@@ -66,3 +67,19 @@ class Registry:
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
                 impl.function(register=partial(reg.add, kind, plugin=impl.plugin_name))
         return reg
+
+
+def create_component(reg: Registry, kind: str, name: str, options: dict, *, where: str,
+                     base_dir: Path | None = None) -> Component:
+    """Look a component up and validate its options against its own Config class."""
+    from pydantic import ValidationError
+
+    from .config import pydantic_error
+
+    entry = reg.get(kind, name, where=where)
+    try:
+        config = entry.cls.Config.model_validate(options or {}, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise pydantic_error(exc, source=where.split(":")[0] if ":" in where else "config",
+                             prefix=f"{where.split(': ')[-1]}.options") from None
+    return entry.cls(config)

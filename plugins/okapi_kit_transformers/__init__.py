@@ -1,1 +1,57 @@
-"""First-party plugin: local Hugging Face models (tiny models, sampling, reward models)."""
+"""First-party plugin: local Hugging Face models (tiny test models, sampling, reward models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from okapi_kit import hookimpl
+
+from .reward import RewardModelSource
+from .sampler import TransformersSampler
+
+
+@hookimpl
+def okapi_register_samplers(register):
+    register(TransformersSampler)
+
+
+@hookimpl
+def okapi_register_reward_sources(register):
+    register(RewardModelSource)
+
+
+@hookimpl
+def okapi_build_model(spec: str, out_dir: Path):
+    """``tiny:<arch>`` or ``tiny:<arch>:<hidden>x<layers>`` builds a random tiny model."""
+    if not spec.startswith("tiny:"):
+        return None
+    from .tiny import parse_tiny_spec, write_tiny_model
+
+    write_tiny_model(out_dir, **parse_tiny_spec(spec))
+    return True
+
+
+@hookimpl
+def okapi_register_commands(cli: click.Group):
+    cli.add_command(tiny_model_cmd)
+
+
+@click.command("tiny-model")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--arch", type=click.Choice(["llama", "bloom", "qwen2"]), default="llama", show_default=True)
+@click.option("--hidden", default=64, show_default=True, help="Hidden size.")
+@click.option("--layers", default=2, show_default=True, help="Number of layers.")
+@click.option("--seed", default=0, show_default=True)
+def tiny_model_cmd(out_dir: Path, arch: str, hidden: int, layers: int, seed: int) -> None:
+    """Write a tiny random model with a byte-level tokenizer (no download).
+
+    \b
+    Example:
+      okapi-kit tiny-model models/tiny --arch qwen2
+    """
+    from .tiny import write_tiny_model
+
+    write_tiny_model(out_dir, arch=arch, hidden=hidden, layers=layers, seed=seed)
+    click.echo(f"wrote a tiny {arch} model to {out_dir}")

@@ -69,3 +69,20 @@ def write_tiny_model(out_dir: Path, *, arch: str = "llama", hidden: int = 64, la
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def parse_tiny_spec(spec: str) -> dict:
+    """``tiny:llama`` -> {arch: llama}; ``tiny:qwen2:128x4`` -> {arch, hidden: 128, layers: 4}."""
+    from okapi_kit import OkapiError
+
+    parts = spec.split(":")
+    out: dict = {"arch": parts[1] if len(parts) > 1 else "llama"}
+    if len(parts) > 2:
+        try:
+            hidden, layers = parts[2].lower().split("x")
+            out.update(hidden=int(hidden), layers=int(layers))
+        except ValueError:
+            raise OkapiError(f"bad tiny-model spec {spec!r}", hint="write tiny:<arch> or tiny:<arch>:<hidden>x<layers>") from None
+    if len(parts) > 3 or out["arch"] not in ARCHS:
+        raise OkapiError(f"bad tiny-model spec {spec!r}", hint=f"architectures: {', '.join(ARCHS)}")
+    return out
