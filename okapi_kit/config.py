@@ -138,7 +138,12 @@ def pydantic_error(exc: ValidationError, *, source: str, prefix: str = "") -> Ok
     elif err["type"] == "missing":
         msg, hint = f"missing required key {path!r}", None
     else:
-        msg, hint = f"{path}: {err['msg']} (got {err.get('input')!r})", None
+        text = err["msg"].removeprefix("Value error, ")
+        msg, hint = (f"{path}: {text}" if err["loc"] or prefix else text), None
+        shown = err.get("input")
+        # a model-level check gets the whole mapping as input: too long to be useful
+        if "input" in err and not isinstance(shown, dict) and len(repr(shown)) <= 200:
+            msg += f" (got {shown!r})"
     more = len(exc.errors()) - 1
     if more:
         msg += f" (and {more} more problem{'s' if more > 1 else ''})"

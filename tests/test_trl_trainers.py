@@ -18,8 +18,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-from okapi_kit import OkapiError, TrainJob  # noqa: E402
 from okapi_kit_trl import DPOTrainer, RewardTrainer, SFTTrainer  # noqa: E402
+
+from okapi_kit import OkapiError, TrainJob  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

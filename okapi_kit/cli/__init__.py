@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         from rich.console import Console
         from rich.markup import escape
 
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(exc.render())}")
+        # soft_wrap: no re-wrapping at 80 columns in logs and pipes; emoji=False: "tiny:llama:64x2"
+        # must not turn into a llama emoji
+        Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(f"[bold red]error:[/] {escape(exc.render())}")
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -80,5 +82,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -22,7 +22,7 @@ def demo_config_path() -> Path:
 def _console():
     from rich.console import Console
 
-    return Console()
+    return Console(emoji=False)  # names like tiny:llama:64x2 are not emoji codes
 
 
 @click.command("run")
@@ -152,6 +152,7 @@ def plugins_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"components": components, "plugins": plugins, "failures": failures}, indent=2))
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="okapi-kit components")
@@ -162,7 +163,8 @@ def plugins_cmd(as_json: bool) -> None:
     console = _console()
     console.print(table)
     for f in failures:
-        console.print(f"[red]plugin {f['name']!r} ({f['dist']} {f['version']}) failed to load:[/] {f['error']}",
+        console.print(f"[red]plugin {escape(repr(f['name']))} ({escape(f['dist'])} {escape(f['version'])}) "
+                      f"failed to load:[/] {escape(f['error'])}",
                       markup=True, highlight=False)
 
 
