@@ -11,6 +11,7 @@ from .components import (
     ComponentConfig,
     EvalTarget,
     Evaluator,
+    InputPath,
     InstructionGenerator,
     Ranker,
     RewardSource,
@@ -28,7 +29,7 @@ from .records import Instruction, PreferencePair, Ranking, SampleSet
 __version__ = "0.1.0"
 
 __all__ = [
-    "Component", "ComponentConfig", "EvalTarget", "Evaluator", "Instruction",
+    "Component", "ComponentConfig", "EvalTarget", "Evaluator", "InputPath", "Instruction",
     "InstructionGenerator", "OkapiError", "PreferencePair", "Ranker", "Ranking",
     "RewardSource", "SampleSet", "Sampler", "Score", "Trainer", "TrainJob", "TrainResult",
     "Translator", "__version__", "hookimpl",

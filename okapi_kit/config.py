@@ -151,7 +151,11 @@ def pydantic_error(exc: ValidationError, *, source: str, prefix: str = "") -> Ok
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Apply one ``--set key.path=value`` override (lists indexed by number)."""
+    """Apply one ``--set key.path=value`` override (lists indexed by number).
+
+    A component given by name alone (``ranker: reference_chrf``) is expanded to
+    ``{name: ..., options: {}}`` when the path goes into its ``name`` or ``options``.
+    """
     parts = dotted.split(".")
     node: Any = data
     for i, part in enumerate(parts):
@@ -159,19 +163,24 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise OkapiError(f"--set {dotted}: {part!r} is not an index of that list")
-            if last:
-                node[int(part)] = value
-            else:
-                node = node[int(part)]
+            key: Any = int(part)
         elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                if not isinstance(node.get(part), dict | list):
-                    node[part] = {} if node.get(part) is None else node[part]
-                node = node[part]
+            key = part
         else:
             raise OkapiError(f"--set {dotted}: cannot descend into a {type(node).__name__}")
+        if last:
+            node[key] = value
+            return
+        child = node[key] if isinstance(node, list) else node.get(key)
+        if isinstance(child, str) and parts[i + 1] in ("name", "options"):
+            child = {"name": child}
+        elif not isinstance(child, dict | list):
+            if child is not None:
+                raise OkapiError(f"--set {dotted}: {'.'.join(parts[:i + 1])} is a "
+                                 f"{type(child).__name__}, not a section")
+            child = {}
+        node[key] = child
+        node = child
 
 
 def parse_set(item: str) -> tuple[str, Any]:

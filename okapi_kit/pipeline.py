@@ -10,6 +10,7 @@ everything downstream of it, and nothing upstream.
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 import shutil
 import time
@@ -148,7 +149,7 @@ class Pipeline:
             self.component("evaluator", e, f"evaluation.evaluators[{i}]")
         if c.evaluation.sampler is not None:
             self.component("sampler", c.evaluation.sampler, "evaluation.sampler")
-        if not c.base_model.startswith("tiny:") and _looks_like_path(c.base_model) and self._local(c.base_model) is None:
+        if not _is_built(c.base_model) and _looks_like_path(c.base_model) and self._local(c.base_model) is None:
             raise OkapiError(f"model path does not exist: {c.base_model}", where="config: base_model",
                              hint="give a local folder, a hub id, or tiny:llama for a tiny test model")
 
@@ -170,7 +171,7 @@ class Pipeline:
         return self.run_dir / "models" / (f"{label}-{lang}" if scoped else label)
 
     def model_path(self, label: str, lang: str | None = None) -> str:
-        if label == "base" and not self.cfg.base_model.startswith("tiny:"):
+        if label == "base" and not _is_built(self.cfg.base_model):
             local = self._local(self.cfg.base_model)
             return str(local) if local else self.cfg.base_model
         return str(self.model_dir(label, lang))
@@ -191,7 +192,7 @@ class Pipeline:
         units: list[Unit] = []
         add = units.append
         base_deps = []
-        if c.base_model.startswith("tiny:"):
+        if _is_built(c.base_model):
             add(Unit("base_model", [], json.dumps([c.base_model, c.seed]), [self.model_dir("base")],
                      self._build_base_model))
             base_deps = ["base_model"]
@@ -306,7 +307,8 @@ class Pipeline:
         shutil.rmtree(tmp, ignore_errors=True)
         if not self.pm.hook.okapi_build_model(spec=self.cfg.base_model, out_dir=tmp):
             raise OkapiError(f"no installed plugin builds {self.cfg.base_model!r}", where="config: base_model",
-                             hint="tiny:<arch> needs the okapi_kit_transformers plugin")
+                             hint="tiny:<arch> needs the okapi_kit_transformers plugin; other schemes need "
+                                 "a plugin that implements okapi_build_model")
         _replace_dir(tmp, final)
         return {"path": str(final)}
 
@@ -549,6 +551,11 @@ class Pipeline:
                                           value=float(s["value"]), stderr=s.get("stderr"), n=int(s["n"]),
                                           protocol=s.get("protocol", "")))
         ResultsStore(self.db_path).add(rows)
+
+
+def _is_built(spec: str) -> bool:
+    """``scheme:...`` names (``tiny:llama``) are built by an ``okapi_build_model`` plugin."""
+    return bool(re.match(r"^[a-z][a-z0-9_+-]*:", spec)) and not Path(spec).exists()
 
 
 def _item_id(x: Any) -> str:

@@ -82,12 +82,18 @@ def build_plugin_manager(*, load_entry_points: bool = True) -> OkapiPluginManage
     if not load_entry_points:
         return pm
     allow, block = _names(ENV_ALLOW), _names(ENV_BLOCK) or set()
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in seen or ep.name in block or (allow is not None and ep.name not in allow):
+        if ep.name in block or (allow is not None and ep.name not in allow):
             continue
-        seen.add(ep.name)
         dist, version = _dist_of(ep)
+        if ep.name in seen:
+            if seen[ep.name] != dist:  # two distributions claim one plugin name: say so
+                pm.failures.append(PluginFailure(
+                    ep.name, dist, version, f"the plugin name {ep.name!r} is already taken by the "
+                    f"distribution {seen[ep.name]!r}; this one was not loaded"))
+            continue
+        seen[ep.name] = dist
         try:
             plugin = ep.load()
         except Exception as exc:  # any import error of a third-party plugin must not stop the rest

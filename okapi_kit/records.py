@@ -120,11 +120,15 @@ class RunInfo:
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a failed write (disk full, unencodable text) leaves no temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_jsonl(path: Path, rows: Iterable[Record | dict[str, Any]]) -> int:
@@ -172,7 +176,7 @@ class JsonlAppender:
                         obj = json.loads(line)
                     except json.JSONDecodeError:
                         break
-                    if not line.endswith("\n"):
+                    if not line.endswith("\n") or not isinstance(obj, dict):
                         break
                     good.append(line)
                     self.done[str(obj.get("id"))] = obj

@@ -62,11 +62,33 @@ class Registry:
     @classmethod
     def from_plugins(cls, pm: pluggy.PluginManager) -> Registry:
         """Call each plugin's register hooks with a ``register`` bound to that plugin's name."""
+        from .plugins import PluginFailure
+
         reg = cls()
+        broken: set[str] = set()
         for kind, hook_name in REGISTER_HOOKS.items():
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
-                impl.function(register=partial(reg.add, kind, plugin=impl.plugin_name))
+                if impl.plugin_name in broken:
+                    continue
+                try:
+                    impl.function(register=partial(reg.add, kind, plugin=impl.plugin_name))
+                except OkapiError:
+                    raise  # a name clash or a bad registration: the message names the plugins
+                except Exception as exc:  # a broken plugin must not take the others down
+                    broken.add(impl.plugin_name)
+                    reg.drop_plugin(impl.plugin_name)
+                    info = getattr(pm, "infos", {}).get(impl.plugin_name)
+                    failures = getattr(pm, "failures", None)
+                    if failures is not None:
+                        failures.append(PluginFailure(
+                            impl.plugin_name, info.dist if info else "?", info.version if info else "?",
+                            f"{hook_name} raised {type(exc).__name__}: {exc}"))
         return reg
+
+    def drop_plugin(self, plugin: str) -> None:
+        for entries in self._entries.values():
+            for name in [n for n, e in entries.items() if e.plugin == plugin]:
+                del entries[name]
 
 
 def create_component(reg: Registry, kind: str, name: str, options: dict, *, where: str,

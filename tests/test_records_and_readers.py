@@ -92,6 +92,11 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
         write_jsonl(target, [{"id": "x", "bad": object()}])
     assert target.read_text(encoding="utf-8") == "replaced\n"
     assert [p.name for p in (tmp_path / "deep").iterdir()] == ["out.jsonl"]
+    # a write that fails half-way (here: text UTF-8 cannot encode) removes its temp file
+    with pytest.raises(UnicodeEncodeError):
+        atomic_write_text(target, "ok\n" * 1000 + "\ud800")
+    assert target.read_text(encoding="utf-8") == "replaced\n"
+    assert [p.name for p in (tmp_path / "deep").iterdir()] == ["out.jsonl"]
 
 
 def test_jsonl_appender_drops_a_torn_last_line_and_resumes(tmp_path):

@@ -10,10 +10,23 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from functools import lru_cache
 
 from pydantic import Field
 
 from okapi_kit import ComponentConfig, EvalTarget, Evaluator, OkapiError, Score
+
+
+@lru_cache(maxsize=4)
+def _identifier(candidates: tuple[str, ...]):
+    """py3langid's model takes about half a second to load: once per candidate set."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from okapi_kit.languages import LANGUAGES
+
+    ident = LanguageIdentifier.from_model_file(MODEL_FILE)
+    ident.set_languages(list(candidates) or [c for c in LANGUAGES if c in ident.nb_classes])
+    return ident
 
 
 class LanguageFidelityConfig(ComponentConfig):
@@ -32,13 +45,7 @@ class LanguageFidelity(Evaluator):
     Config = LanguageFidelityConfig
 
     def identify(self, texts: list[str]) -> list[str | None]:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-        ident = LanguageIdentifier.from_model_file(MODEL_FILE)
-        from okapi_kit.languages import LANGUAGES
-
-        ident.set_languages(self.config.candidate_languages
-                            or [c for c in LANGUAGES if c in ident.nb_classes])
+        ident = _identifier(tuple(self.config.candidate_languages or ()))
         return [ident.classify(t)[0] if len(t.strip()) >= self.config.min_chars else None for t in texts]
 
     def evaluate(self, target: EvalTarget) -> list[Score]:

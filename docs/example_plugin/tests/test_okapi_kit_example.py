@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+import okapi_kit_example
 import pytest
 
-import okapi_kit_example
 from okapi_kit import OkapiError, SampleSet
 from okapi_kit.plugins import OkapiPluginManager
 from okapi_kit.registry import Registry, create_component
