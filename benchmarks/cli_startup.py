@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     times: dict[str, list[float]] = {k: [] for k in COMMANDS}
-    for name, cmd in COMMANDS.items():  # warm the file cache once
+    for cmd in COMMANDS.values():  # warm the file cache once
         time_once(cmd)
     for _ in range(args.repeats):
         for name, cmd in COMMANDS.items():

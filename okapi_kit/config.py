@@ -54,6 +54,15 @@ class StageTrainer(Strict):
     trainer: ComponentChoice
 
 
+PairSelection = Literal["all", "best_worst"]
+PAIRS_HELP = ("which preference pairs a ranking gives: all = the C(K,2) pairs (InstructGPT), "
+              "best_worst = one pair, the best against the worst response")
+
+
+class RewardModelStage(StageTrainer):
+    pairs: PairSelection = Field("all", description=PAIRS_HELP)
+
+
 class SamplingConfig(Strict):
     sampler: ComponentChoice = ComponentChoice(name="transformers")
     k: int = Field(4, ge=2, description="responses per prompt (Okapi ranks 4)")
@@ -68,6 +77,7 @@ class AlignmentConfig(Strict):
     method: str = Field(description="label of the aligned model (dpo, ppo, ...)")
     trainer: ComponentChoice
     reward: ComponentChoice | None = None
+    pairs: PairSelection = Field("all", description=PAIRS_HELP)
 
 
 class EvaluationConfig(Strict):
@@ -90,7 +100,7 @@ class PipelineConfig(Strict):
     sft: StageTrainer
     sampling: SamplingConfig = SamplingConfig()
     ranking: RankingConfig
-    reward_model: StageTrainer | None = None
+    reward_model: RewardModelStage | None = None
     alignment: list[AlignmentConfig] = Field(default_factory=list)
     evaluation: EvaluationConfig = EvaluationConfig()
 

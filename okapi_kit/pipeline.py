@@ -10,8 +10,8 @@ everything downstream of it, and nothing upstream.
 from __future__ import annotations
 
 import hashlib
-import re
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -471,19 +471,22 @@ class Pipeline:
         write_jsonl(self.rec("rankings", f"{lang}.jsonl"), [done[s.id] for s in items])
         return {"rankings": len(items)}
 
-    def _pairs(self, langs: list[str]) -> list[dict[str, Any]]:
+    def _pairs(self, langs: list[str], selection: str = "all") -> list[dict[str, Any]]:
         rows = []
         for lang in langs:
             for r in read_jsonl(self.rec("rankings", f"{lang}.jsonl"), Ranking):
+                pairs = r.pairs()
+                if selection == "best_worst":  # the first response against the last
+                    pairs = [p for p in pairs if p.id.endswith(f":0>{len(r.responses) - 1}")]
                 rows += [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
-                         for p in r.pairs() if p.chosen != p.rejected]
+                         for p in pairs if p.chosen != p.rejected]
         return rows
 
     def _train_rm(self, key: str, langs: list[str], scope: str | None, fp: str) -> dict[str, Any]:
         assert self.cfg.reward_model is not None
         trainer = self.component("trainer", self.cfg.reward_model.trainer, "reward_model.trainer")
         return self._train(key, trainer, self.model_path("sft", langs[0]), "rm", scope,
-                           self._pairs(langs), fp, langs=langs)
+                           self._pairs(langs, self.cfg.reward_model.pairs), fp, langs=langs)
 
     def _align(self, i: int, key: str, langs: list[str], scope: str | None, fp: str) -> dict[str, Any]:
         a = self.cfg.alignment[i]
@@ -496,7 +499,7 @@ class Pipeline:
                                                  options={"path": self.model_path("rm", langs[0])})
             reward = self.component("reward_source", choice, f"alignment[{i}].reward")
         if trainer.data == "preference":
-            records = self._pairs(langs)
+            records = self._pairs(langs, a.pairs)
         elif trainer.data == "ranking":
             records = [{"prompt": r.prompt, "responses": r.ranked()}
                        for lang in langs for r in read_jsonl(self.rec("rankings", f"{lang}.jsonl"), Ranking)]

@@ -33,3 +33,24 @@ class UI:
                 bar.update(task, completed=done, total=new_total)
 
             yield update
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' own progress bars and advice; okapi-kit shows its own progress.
+
+    Environment variables are set only where the user has not set them, and before the
+    libraries are imported (they read them at import time).
+    """
+    import logging
+    import os
+    import warnings
+
+    for var, value in (("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+                       ("TRANSFORMERS_VERBOSITY", "error"), ("TOKENIZERS_PARALLELISM", "false"),
+                       ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+        os.environ.setdefault(var, value)
+    for name in ("lm_eval", "lm-eval", "datasets", "accelerate", "trl", "transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for module in ("transformers", "trl", "torch", "accelerate", "lm_eval", "datasets"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=UserWarning, module=module)

@@ -195,7 +195,7 @@ def test_sigkill_mid_stage_then_resume(reference_run, tmp_path, stage):
         if stage == "sample/vi":  # some chunks appended, not all
             part = list((run_dir / "partial").glob("sample-vi-*.jsonl"))
             return bool(part) and 0 < len(part[0].read_text().splitlines()) < 10
-        return any((run_dir / "work").glob("sft-*/checkpoint-*"))  # a checkpoint, training goes on
+        return any((run_dir / "work").glob("sft-*/**/checkpoint-*"))  # a checkpoint, training goes on
 
     try:
         _wait_for(inside_stage, proc)

@@ -47,7 +47,9 @@ def run_cmd(config: Path | None, run_dir: Path | None, fresh: bool, db: Path | N
     """
     from ..config import load_config
     from ..pipeline import MANIFEST, Pipeline
-    from ..ui import UI
+    from ..ui import UI, quiet_libraries
+
+    quiet_libraries()
 
     cfg, base_dir = load_config(config or demo_config_path(), list(overrides))
     run_dir = (run_dir or Path("runs") / cfg.name).resolve()
