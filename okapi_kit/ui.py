@@ -47,7 +47,7 @@ def quiet_libraries() -> None:
 
     for var, value in (("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
                        ("TRANSFORMERS_VERBOSITY", "error"), ("TOKENIZERS_PARALLELISM", "false"),
-                       ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+                       ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"), ("TQDM_DISABLE", "1")):
         os.environ.setdefault(var, value)
     for name in ("lm_eval", "lm-eval", "datasets", "accelerate", "trl", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
