@@ -8,7 +8,8 @@ import click
 
 from .. import __version__
 from ..errors import OkapiError
-from .commands import init_cmd, leaderboard_cmd, plugins_cmd, run_cmd, validate_cmd
+from .commands import init_cmd, plugins_cmd, run_cmd, validate_cmd
+from .leaderboard import leaderboard_cmd
 
 
 class OkapiGroup(click.Group):

@@ -1,4 +1,4 @@
-"""The built-in subcommands: run, init, validate, plugins, leaderboard."""
+"""The built-in subcommands: run, init, validate, plugins."""
 
 from __future__ import annotations
 
@@ -64,8 +64,9 @@ def run_cmd(config: Path | None, run_dir: Path | None, fresh: bool, db: Path | N
     summary = pipeline.run()
     _print_summary(summary, time.perf_counter() - t0, run_dir)
     from ..leaderboard import ResultsStore
+    from .leaderboard import print_leaderboard
 
-    _print_leaderboard(ResultsStore(pipeline.db_path).rows(run=run_dir.name), f"Leaderboard: {cfg.name}")
+    print_leaderboard(ResultsStore(pipeline.db_path).rows(run=run_dir.name), f"Leaderboard: {cfg.name}")
 
 
 def _print_summary(summary: list[dict], seconds: float, run_dir: Path) -> None:
@@ -78,23 +79,6 @@ def _print_summary(summary: list[dict], seconds: float, run_dir: Path) -> None:
         details = ", ".join(f"{k}={v}" for k, v in list(row["info"].items())[:4])
         style = "dim" if row["status"] == "skipped" else ""
         table.add_row(row["stage"], row["status"], f"{row['seconds']:.1f}", details, style=style)
-    _console().print(table)
-
-
-def _print_leaderboard(rows, title: str) -> None:
-    from rich.table import Table
-
-    from ..leaderboard import aligned_methods, compare, table_rows
-
-    if not rows:
-        _console().print("no evaluation results yet")
-        return
-    methods, comps = compare(rows)
-    table = Table(title=title, caption="± standard error; * = change vs SFT larger than 2 combined SE")
-    for col in ["language", "task", "metric", *methods, *[f"{m} - sft" for m in aligned_methods(methods)], "n"]:
-        table.add_column(col)
-    for row in table_rows(methods, comps):
-        table.add_row(*row)
     _console().print(table)
 
 
@@ -170,26 +154,3 @@ def plugins_cmd(as_json: bool) -> None:
                       markup=True, highlight=False)
 
 
-@click.command("leaderboard")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=Path("runs/leaderboard.sqlite"),
-              show_default=True, help="Results database.")
-@click.option("--run", "run_name", help="Only this run (the run folder's name).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
-              show_default=True)
-def leaderboard_cmd(db: Path, run_name: str | None, fmt: str) -> None:
-    """Compare SFT with the aligned models per language and task.
-
-    \b
-    Examples:
-      okapi-kit leaderboard
-      okapi-kit leaderboard --format json --run demo
-    """
-    from ..leaderboard import ResultsStore, compare, render
-
-    if not db.exists():
-        raise OkapiError(f"no results database at {db}", hint="run a pipeline first, or pass --db PATH")
-    rows = ResultsStore(db).rows(run=run_name)
-    if fmt == "table":
-        _print_leaderboard(rows, f"Leaderboard ({db})")
-    else:
-        click.echo(render(*compare(rows), fmt), nl=False)
