@@ -17,6 +17,7 @@ from .components import (
     RewardSource,
     Sampler,
     Score,
+    Stage,
     Trainer,
     TrainJob,
     TrainResult,
@@ -31,6 +32,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Component", "ComponentConfig", "EvalTarget", "Evaluator", "InputPath", "Instruction",
     "InstructionGenerator", "OkapiError", "PreferencePair", "Ranker", "Ranking",
-    "RewardSource", "SampleSet", "Sampler", "Score", "Trainer", "TrainJob", "TrainResult",
+    "RewardSource", "SampleSet", "Sampler", "Score", "Stage", "Trainer", "TrainJob", "TrainResult",
     "Translator", "__version__", "hookimpl",
 ]

@@ -64,6 +64,12 @@ class Translator(Component):
         """One translation per text, in order; ``None`` where the text could not be translated."""
         raise NotImplementedError
 
+    def check(self, source: str, target: str) -> None:
+        """Raise OkapiError if this translator cannot translate ``source`` into ``target``.
+
+        Called by ``validate`` and before a run starts; do no paid work here.
+        """
+
 
 class InstructionGenerator(Component):
     """Writes new instructions (for example Self-Instruct style, from seed tasks)."""
@@ -170,7 +176,9 @@ class EvalTarget:
     language: str
     work_dir: Path
     prompts: list[str] = field(default_factory=list)  # held-out prompts in ``language``
-    generate: Callable[[list[str]], list[str]] | None = None  # one response per prompt
+    # For evaluators with ``uses_generations``: the responses the model gave to each prompt,
+    # made once per (model, language, sampling settings) and shared by every such evaluator.
+    responses: list[list[str]] | None = None
     seed: int = 0
     trust_remote_code: bool = False
 
@@ -179,12 +187,35 @@ class Evaluator(Component):
     """Scores a model in one language."""
 
     kind = "evaluator"
+    uses_generations: ClassVar[bool] = False  # needs ``EvalTarget.responses``
 
     def evaluate(self, target: EvalTarget) -> list[Score]:
+        raise NotImplementedError
+
+    def check(self, language: str) -> None:
+        """Raise OkapiError if this evaluator cannot score ``language`` (e.g. no data for it).
+
+        Called by ``validate`` and before a run starts.
+        """
+
+
+class Stage(Component):
+    """A pipeline stage added by a plugin (e.g. a filter between rank and reward model).
+
+    ``after`` names the stage it follows (``rank``, ``reward_model`` ...). ``plan`` returns
+    the units of work, built with :class:`okapi_kit.graph.Unit` from what ``ctx`` resolves;
+    a unit that produces an artifact another unit produced before it replaces that artifact
+    for every stage planned later.
+    """
+
+    kind = "stage"
+    after: ClassVar[str] = "rank"
+
+    def plan(self, ctx: Any) -> list[Any]:
         raise NotImplementedError
 
 
 KINDS: dict[str, type[Component]] = {
     cls.kind: cls
-    for cls in (Translator, InstructionGenerator, Sampler, Ranker, RewardSource, Trainer, Evaluator)
+    for cls in (Translator, InstructionGenerator, Sampler, Ranker, RewardSource, Trainer, Evaluator, Stage)
 }

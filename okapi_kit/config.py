@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import OkapiError
+from .errors import OkapiError, did_you_mean
 from .languages import get_language
+from .yamlfile import load_mapping
 
 
 class Strict(BaseModel):
@@ -80,29 +80,69 @@ class AlignmentConfig(Strict):
     pairs: PairSelection = Field("all", description=PAIRS_HELP)
 
 
+class EvaluatorChoice(ComponentChoice):
+    """An evaluator; ``label`` tells two uses of one evaluator apart (default: its name)."""
+
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
 class EvaluationConfig(Strict):
     models: list[str] = Field(default_factory=lambda: ["base", "sft"])
-    evaluators: list[ComponentChoice] = Field(default_factory=list)
+    evaluators: list[EvaluatorChoice] = Field(default_factory=list)
     sampler: ComponentChoice | None = None  # for generation-based evaluators; default: sampling.sampler
+    samples_per_prompt: int = Field(1, ge=1, description="responses generated per held-out prompt")
+
+
+# Files given per language: one path or a list of paths.
+PerLanguageFiles = dict[str, str | list[str]]
+
+
+class DataConfig(Strict):
+    """Your own data, supplied in place of what a stage would produce (see the user guide)."""
+
+    translations: PerLanguageFiles = Field(
+        default_factory=dict, description="instructions already in each language (SFT data)")
+    eval_prompts: PerLanguageFiles = Field(
+        default_factory=dict, description="held-out prompts per language for generation-based evaluators")
+    samples: PerLanguageFiles = Field(
+        default_factory=dict, description="K responses per prompt, to be ranked")
+    rankings: PerLanguageFiles = Field(
+        default_factory=dict, description="preference pairs or K-wise rankings per language")
+    prompts: PerLanguageFiles = Field(
+        default_factory=dict, description="prompt sets for online RL per language")
+    format: Literal["auto", "okapi", "jsonl", "hf"] = "auto"
+    split: str = "train"
+
+
+# A supplied model: one path or hub id, or one per language (model_scope: per_language).
+ModelSpec = str | dict[str, str]
 
 
 class PipelineConfig(Strict):
     name: str = "okapi-run"
-    seed: int = 0
-    base_model: str = Field(description="hub id, local path, or tiny:<llama|bloom|qwen2>")
+    seed: int = Field(0, ge=0)
+    base_model: str | None = Field(None, description="hub id, local path, or tiny:<llama|bloom|qwen2>")
     trust_remote_code: bool = False
     source_language: str = "en"
     languages: list[str]
     model_scope: Literal["multilingual", "per_language"] = "multilingual"
     prompt_template: Literal["alpaca", "chat", "auto"] = "alpaca"
-    instructions: InstructionsConfig
-    translation: TranslationConfig
-    sft: StageTrainer
+    data: DataConfig = DataConfig()
+    models: dict[str, ModelSpec] = Field(
+        default_factory=dict, description="models you already have, by label: sft, rm or your own")
+    instructions: InstructionsConfig | None = None
+    translation: TranslationConfig | None = None
+    sft: StageTrainer | None = None
     sampling: SamplingConfig = SamplingConfig()
-    ranking: RankingConfig
+    ranking: RankingConfig | None = None
     reward_model: RewardModelStage | None = None
     alignment: list[AlignmentConfig] = Field(default_factory=list)
     evaluation: EvaluationConfig = EvaluationConfig()
+    stages: list[ComponentChoice] = Field(default_factory=list, description="plugin stages to add")
 
     @field_validator("languages")
     @classmethod
@@ -118,16 +158,19 @@ class PipelineConfig(Strict):
         labels = [a.method for a in self.alignment]
         if len(set(labels)) != len(labels):
             raise ValueError("two alignment entries share one method label")
-        known = {"base", "sft", *labels}
+        keys = [e.key for e in self.evaluation.evaluators]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two evaluators share one name; give one of them a `label`")
+        known = {"base", "sft", *labels, *self.models}
         for m in self.evaluation.models:
             if m not in known:
                 raise ValueError(f"evaluation.models names {m!r}; known models: {sorted(known)}")
         return self
 
-    def fingerprint_of(self, *keys: str) -> str:
-        """Canonical JSON of config sections, the input to stage fingerprints."""
+    def section(self, *keys: str) -> dict[str, Any]:
+        """The named top-level fields as plain JSON data (what a stage reads)."""
         data = self.model_dump(mode="json")
-        return json.dumps({k: data.get(k) for k in keys}, sort_keys=True)
+        return {k: data.get(k) for k in keys}
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -137,27 +180,70 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def pydantic_error(exc: ValidationError, *, source: str, prefix: str = "") -> OkapiError:
-    """The first validation error, as one OkapiError naming the key path."""
-    err = exc.errors()[0]
+def _one_problem(err: dict[str, Any], *, source: str, prefix: str, fields: Any) -> OkapiError:
     path = _loc(tuple(err["loc"]))
     if prefix:
         path = f"{prefix}.{path}" if err["loc"] else prefix
     if err["type"] == "extra_forbidden":
-        msg, hint = f"unknown key {path!r}", "remove it or check its spelling"
-    elif err["type"] == "missing":
-        msg, hint = f"missing required key {path!r}", None
-    else:
-        text = err["msg"].removeprefix("Value error, ")
-        msg, hint = (f"{path}: {text}" if err["loc"] or prefix else text), None
-        shown = err.get("input")
-        # a model-level check gets the whole mapping as input: too long to be useful
-        if "input" in err and not isinstance(shown, dict) and len(repr(shown)) <= 200:
-            msg += f" (got {shown!r})"
-    more = len(exc.errors()) - 1
-    if more:
-        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return OkapiError(msg, where=source, hint=hint)
+        return OkapiError(f"unknown key {path!r}", where=source, hint=_key_hint(err, fields))
+    if err["type"] == "missing":
+        return OkapiError(f"missing required key {path!r}", where=source)
+    text = err["msg"].removeprefix("Value error, ")
+    msg = f"{path}: {text}" if err["loc"] or prefix else text
+    shown = err.get("input")
+    # a model-level check gets the whole mapping as input: too long to be useful
+    if "input" in err and not isinstance(shown, dict) and len(repr(shown)) <= 200:
+        msg += f" (got {shown!r})"
+    return OkapiError(msg, where=source)
+
+
+def _key_hint(err: dict[str, Any], model: Any) -> str:
+    """Close spellings of an unknown key among the keys allowed where it stands."""
+    allowed = _keys_at(model, tuple(err["loc"][:-1]))
+    bad = str(err["loc"][-1]) if err["loc"] else ""
+    if allowed:
+        return did_you_mean(bad, allowed)
+    return "remove it or check its spelling"
+
+
+def _keys_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the pydantic model found by following ``loc`` from ``model``."""
+    import typing
+
+    current = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = _model_in(fields[part].annotation, typing)
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def _model_in(annotation: Any, typing: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg, typing)
+        if found is not None:
+            return found
+    return None
+
+
+def pydantic_problems(exc: ValidationError, *, source: str, prefix: str = "",
+                      model: Any = None) -> list[OkapiError]:
+    """Every validation error, each as an OkapiError naming its key path."""
+    return [_one_problem(err, source=source, prefix=prefix, fields=model) for err in exc.errors()]
+
+
+def pydantic_error(exc: ValidationError, *, source: str, prefix: str = "", model: Any = None) -> OkapiError:
+    """All validation errors as one OkapiError (an :class:`OkapiErrors` when several)."""
+    from .errors import OkapiErrors
+
+    problems = pydantic_problems(exc, source=source, prefix=prefix, model=model)
+    return problems[0] if len(problems) == 1 else OkapiErrors(problems)
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -204,26 +290,38 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_config(path: Path, overrides: list[str] = ()) -> tuple[PipelineConfig, Path]:
-    """Read, override and validate a config; returns it with the folder relative paths start from."""
-    path = Path(path)
+def load_config_data(path: Path, overrides: list[str] = ()) -> dict[str, Any]:
+    """The config file as data, with ``--set`` overrides applied."""
+    path = Path(path).expanduser()
     if not path.exists():
         raise OkapiError(f"config file not found: {path}", hint="create one with `okapi-kit init`")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise OkapiError(f"malformed YAML: {getattr(exc, 'problem', exc)}", where=where) from None
-    if not isinstance(data, dict):
-        raise OkapiError("a config must be a YAML mapping of keys to values", where=str(path))
+    data = load_mapping(path, "a config")
     for item in overrides:
         key, value = parse_set(item)
         set_dotted(data, key, value)
+    return data
+
+
+def validate_config(data: dict[str, Any], source: str) -> PipelineConfig:
+    """Validate config data; every problem is reported at once."""
     try:
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        raise pydantic_error(exc, source=str(path)) from None
+        raise pydantic_error(exc, source=source, model=PipelineConfig) from None
+    from .errors import raise_all
+
+    problems = []
     for i, code in enumerate([cfg.source_language, *cfg.languages]):
-        get_language(code, where=f"{path}: " + ("source_language" if i == 0 else f"languages[{i - 1}]"))
+        try:
+            get_language(code, where=f"{source}: " + ("source_language" if i == 0 else f"languages[{i - 1}]"))
+        except OkapiError as exc:
+            problems.append(exc)
+    raise_all(problems)
+    return cfg
+
+
+def load_config(path: Path, overrides: list[str] = ()) -> tuple[PipelineConfig, Path]:
+    """Read, override and validate a config; returns it with the folder relative paths start from."""
+    path = Path(path).expanduser()
+    cfg = validate_config(load_config_data(path, overrides), str(path))
     return cfg, path.parent.resolve()

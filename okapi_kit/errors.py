@@ -37,3 +37,27 @@ def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
         return "none is available"
     shown = ", ".join(choices[:30]) + (" ..." if len(choices) > 30 else "")
     return f"choose one of: {shown}"
+
+
+class OkapiErrors(OkapiError):
+    """Several problems found at once (``validate`` reports every problem of a config)."""
+
+    def __init__(self, problems: list[OkapiError]):
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problems")
+
+    def render(self) -> str:
+        if len(self.problems) == 1:
+            return self.problems[0].render()
+        lines = [f"{len(self.problems)} problems:"]
+        for p in self.problems:
+            lines.append("  - " + p.render().replace("\n", "\n    "))
+        return "\n".join(lines)
+
+
+def raise_all(problems: list[OkapiError]) -> None:
+    """Raise nothing, the one problem, or all of them together."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise OkapiErrors(problems)

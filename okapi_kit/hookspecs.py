@@ -73,6 +73,11 @@ def okapi_register_evaluators(register: Register) -> None:
     """Register :class:`~okapi_kit.Evaluator` classes (lm-eval tasks, language fidelity, win-rates)."""
 
 
+@hookspec
+def okapi_register_stages(register: Register) -> None:
+    """Register :class:`~okapi_kit.Stage` classes: extra pipeline stages a config adds under ``stages:``."""
+
+
 @hookspec(firstresult=True)
 def okapi_build_model(spec: str, out_dir: Path) -> bool | None:
     """Build the model named by ``spec`` into ``out_dir`` if this plugin knows the scheme.
@@ -106,4 +111,5 @@ REGISTER_HOOKS: dict[str, str] = {
     "reward_source": "okapi_register_reward_sources",
     "trainer": "okapi_register_trainers",
     "evaluator": "okapi_register_evaluators",
+    "stage": "okapi_register_stages",
 }

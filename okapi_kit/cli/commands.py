@@ -1,12 +1,12 @@
-"""The built-in subcommands: run, init, validate, plugins."""
+"""The pipeline subcommands: run, validate, init, plugins."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -25,19 +25,60 @@ def _console():
     return Console(emoji=False)  # names like tiny:llama:64x2 are not emoji codes
 
 
+def execute(data: dict[str, Any], *, source: str, base_dir: Path, run_dir: Path | None, db: Path | None,
+            fresh: bool, quiet: bool, leaderboard: bool = True):
+    """Validate config data, plan it, run it in its folder and print what happened.
+
+    Shared by ``run`` and the single-stage commands (``train``, ``translate``, ``rank``,
+    ``evaluate``), which build their config data from their options.
+    """
+    from ..config import validate_config
+    from ..pipeline import Pipeline
+    from ..ui import UI, quiet_libraries
+
+    quiet_libraries()
+    cfg = validate_config(data, source)
+    run_dir = (run_dir.expanduser() if run_dir else Path("runs") / cfg.name).resolve()
+    ui = UI(quiet=quiet)
+    pipeline = Pipeline(cfg, base_dir=base_dir, run_dir=run_dir, ui=ui, source=source,
+                        db_path=db.expanduser().resolve() if db else None)
+    t0 = time.perf_counter()
+    summary = pipeline.run(fresh=fresh)
+    if not quiet:
+        _print_summary(summary, time.perf_counter() - t0, run_dir)
+    if leaderboard and not quiet and cfg.evaluation.evaluators:
+        from ..leaderboard import ResultsStore
+        from .leaderboard import print_leaderboard
+
+        print_leaderboard(ResultsStore(pipeline.db_path).rows(run=cfg.name), f"Leaderboard: {cfg.name}")
+    return pipeline
+
+
+run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+                              help="Where records, models and the manifest go (default: runs/<name>).")
+fresh_option = click.option("--fresh", is_flag=True,
+                            help="Delete this run folder's previous results and start over "
+                                 "(only after the config is checked).")
+db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
+                         help="Results database (default: leaderboard.sqlite beside the run folder).")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+                          help="Override a config value, e.g. --set sft.trainer.options.num_epochs=1 "
+                               "(repeatable).")
+quiet_option = click.option("--quiet", is_flag=True, help="Print only errors.")
+
+
 @click.command("run")
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where records, models and the manifest go (default: runs/<config name>).")
-@click.option("--fresh", is_flag=True, help="Delete this run's previous results and start over.")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
-              help="Results database (default: leaderboard.sqlite beside the run folder).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
-              help="Override a config value, e.g. --set sft.trainer.options.num_epochs=1 (repeatable).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@run_dir_option
+@fresh_option
+@db_option
+@set_option
+@quiet_option
 def run_cmd(config: Path | None, run_dir: Path | None, fresh: bool, db: Path | None,
             overrides: tuple[str, ...], quiet: bool) -> None:
     """Run a pipeline. With no CONFIG, run the bundled demo (tiny model, CPU, a few minutes).
+
+    Relative paths inside CONFIG are taken from CONFIG's folder.
 
     \b
     Examples:
@@ -45,65 +86,36 @@ def run_cmd(config: Path | None, run_dir: Path | None, fresh: bool, db: Path | N
       okapi-kit run my.yaml --run-dir runs/bloom-vi --set languages=[vi]
       okapi-kit run my.yaml --fresh
     """
-    from ..config import load_config
-    from ..pipeline import MANIFEST, Pipeline
-    from ..ui import UI, quiet_libraries
+    from ..config import load_config_data
 
-    quiet_libraries()
-
-    cfg, base_dir = load_config(config or demo_config_path(), list(overrides))
-    run_dir = (run_dir or Path("runs") / cfg.name).resolve()
-    if fresh and run_dir.exists():
-        if not (run_dir / MANIFEST).exists() and any(run_dir.iterdir()):
-            raise OkapiError(f"--fresh would delete {run_dir}, which is not an okapi-kit run folder",
-                             hint="choose another --run-dir")
-        shutil.rmtree(run_dir)
-    ui = UI(quiet=quiet)
-    pipeline = Pipeline(cfg, base_dir=base_dir, run_dir=run_dir, db_path=db.resolve() if db else None, ui=ui)
-    t0 = time.perf_counter()
-    summary = pipeline.run()
-    _print_summary(summary, time.perf_counter() - t0, run_dir)
-    from ..leaderboard import ResultsStore
-    from .leaderboard import print_leaderboard
-
-    print_leaderboard(ResultsStore(pipeline.db_path).rows(run=run_dir.name), f"Leaderboard: {cfg.name}")
+    path = (config or demo_config_path()).expanduser()
+    data = load_config_data(path, list(overrides))
+    execute(data, source=str(path), base_dir=path.parent.resolve(), run_dir=run_dir, db=db, fresh=fresh,
+            quiet=quiet)
 
 
 def _print_summary(summary: list[dict], seconds: float, run_dir: Path) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Stages ({seconds:.1f} s) in {run_dir}")
+    table = Table(title=f"Stages ({seconds:.1f} s)", caption=str(run_dir))
     for col in ("stage", "status", "seconds", "details"):
-        table.add_column(col, justify="right" if col == "seconds" else "left")
+        table.add_column(col, justify="right" if col == "seconds" else "left",
+                         overflow="fold", no_wrap=col != "details")
     for row in summary:
-        details = ", ".join(f"{k}={v}" for k, v in list(row["info"].items())[:4])
+        details = ", ".join(f"{k}={v}" for k, v in list(row["info"].items())[:3])
         style = "dim" if row["status"] == "skipped" else ""
         table.add_row(row["stage"], row["status"], f"{row['seconds']:.1f}", details, style=style)
     _console().print(table)
 
 
-@click.command("init")
-@click.argument("path", required=False, default="okapi.yaml", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init_cmd(path: Path, force: bool) -> None:
-    """Write a commented starter config.
-
-    \b
-    Example:
-      okapi-kit init my.yaml && okapi-kit validate my.yaml
-    """
-    if path.exists() and not force:
-        raise OkapiError(f"{path} exists", hint="use --force to overwrite it, or give another path")
-    text = files("okapi_kit").joinpath("templates", "starter.yaml").read_text(encoding="utf-8")
-    path.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {path}; edit it, then: okapi-kit validate {path} && okapi-kit run {path}")
-
-
 @click.command("validate")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="As for `run`.")
+@set_option
 def validate_cmd(config: Path, overrides: tuple[str, ...]) -> None:
-    """Check a config without running anything: names resolve, options fit, files exist, languages are known.
+    """Check a config without running anything; every problem is reported at once.
+
+    Names resolve, options fit their components, files exist and hold the right kind of
+    data, languages are known, and every stage's input is produced or supplied.
 
     \b
     Example:
@@ -113,9 +125,43 @@ def validate_cmd(config: Path, overrides: tuple[str, ...]) -> None:
     from ..pipeline import Pipeline
 
     cfg, base_dir = load_config(config, list(overrides))
-    pipeline = Pipeline(cfg, base_dir=base_dir, run_dir=Path("runs") / cfg.name)
-    units = pipeline.plan()
-    click.echo(f"{config}: OK ({len(units)} stages, languages: {', '.join(cfg.languages)})")
+    pipeline = Pipeline(cfg, base_dir=base_dir, run_dir=Path("runs") / cfg.name, source=str(config))
+    stages = sorted({u.stage for u in pipeline.units})
+    click.echo(f"{config}: OK ({len(pipeline.units)} units in {len(stages)} stages: {', '.join(stages)}; "
+               f"languages: {', '.join(cfg.languages)})")
+
+
+@click.command("init")
+@click.argument("path", required=False, default="okapi-project", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def init_cmd(path: Path, force: bool) -> None:
+    """Write a starter project: a config and small data of its own, ready to validate and run.
+
+    PATH is a folder (okapi.yaml and data/ go inside it) or a .yaml file (data/ goes beside it).
+
+    \b
+    Example:
+      okapi-kit init my-project && okapi-kit run my-project/okapi.yaml
+    """
+    import shutil
+
+    path = path.expanduser()
+    config = path if path.suffix in (".yaml", ".yml") else path / "okapi.yaml"
+    data_dir = config.parent / "data"
+    if config.exists() and not force:
+        raise OkapiError(f"{config} exists", hint="use --force to overwrite it, or give another path")
+    if data_dir.exists() and not force and any(data_dir.iterdir()):
+        raise OkapiError(f"{data_dir} exists and is not empty", hint="use --force, or give another path")
+    demo_data = Path(str(files("okapi_kit").joinpath("demo", "data")))
+    config.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(demo_data, data_dir, dirs_exist_ok=True)
+    text = files("okapi_kit").joinpath("templates", "starter.yaml").read_text(encoding="utf-8")
+    config.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {config} and sample data in {data_dir}\n"
+               f"next: okapi-kit validate {config} && okapi-kit run {config}\n"
+               "for real data, change base_model, languages and the paths under instructions, "
+               "translation and evaluation (docs/user-guide.md); to use files you already have, "
+               "see docs/recipes/okapi-released-data.md")
 
 
 @click.command("plugins")
@@ -152,5 +198,3 @@ def plugins_cmd(as_json: bool) -> None:
         console.print(f"[red]plugin {escape(repr(f['name']))} ({escape(f['dist'])} {escape(f['version'])}) "
                       f"failed to load:[/] {escape(f['error'])}",
                       markup=True, highlight=False)
-
-

@@ -15,7 +15,7 @@ FIELDS = ("instruction", "input", "output")
 
 
 class TranslationMemoryConfig(ComponentConfig):
-    source: InputPath = Field(description="records in the source language (JSONL or Okapi JSON) with ids")
+    source: InputPath = Field(description="records in the source language (JSONL or Okapi JSON); aligned by id, or by position when records have no id")
     targets: dict[str, InputPath] = Field(
         description="language code -> records in that language with the same ids (e.g. {vi: translations/vi.jsonl})")
     fields: list[str] = Field(default=list(FIELDS), description="fields aligned between the files")
@@ -49,15 +49,26 @@ class TranslationMemory(Translator):
             self._memory[target] = pairs
         return self._memory[target]
 
+    def check(self, source: str, target: str) -> None:
+        """Load the memory for ``target`` (files are small): a missing language or a bad file
+        is reported by ``validate``, not after earlier stages have run."""
+        self._load(target)
+
     def translate(self, texts: Sequence[str], source: str, target: str) -> list[str | None]:
         memory = self._load(target)
         return [memory.get(t) for t in texts]
 
 
 def _by_id(path: Path) -> dict[str, dict]:
-    rows = {}
-    for where, obj in read_rows(path):
-        if not isinstance(obj, dict) or "id" not in obj:
-            raise OkapiError("every translation-memory record needs an 'id'", where=where)
-        rows[str(obj["id"])] = obj
+    """Records by id; without ids (Okapi's released files have none) the position is the id,
+    so the source and target files must then list the same records in the same order."""
+    rows: dict[str, dict] = {}
+    for i, (where, obj) in enumerate(read_rows(path)):
+        if not isinstance(obj, dict):
+            raise OkapiError(f"expected a JSON object, got {type(obj).__name__}", where=where)
+        rid = str(obj["id"]) if "id" in obj else f"#{i}"
+        if rid in rows:
+            raise OkapiError(f"duplicate id {rid!r} in a translation memory", where=where,
+                             hint="each record id may appear once per file")
+        rows[rid] = obj
     return rows

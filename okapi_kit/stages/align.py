@@ -1,0 +1,91 @@
+"""Alignment of the SFT model: preference methods (DPO, IPO) on rankings, online RL on prompts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..components import Trainer
+from ..errors import OkapiError
+from ..graph import Model, Plan, Records, Unit, UnitRun, check_name
+from ..records import Instruction, read_jsonl
+from .common import component_reads, prompt_formatter, train_model
+from .reward_model import preference_pairs, rankings_of, reformatter
+
+NAME, VERSION = "align", 2
+
+
+def plan(p: Plan) -> None:
+    for i, a in enumerate(p.cfg.alignment):
+        where = f"alignment[{i}]"
+        try:
+            check_name(a.method, where=f"{p.source_name}: {where}.method")
+        except OkapiError as exc:
+            p.problems.append(exc)
+            continue
+        trainer = p.component("trainer", a.trainer, f"{where}.trainer")
+        if trainer is None:
+            continue
+        if not isinstance(trainer, Trainer) or getattr(trainer, "produces", "policy") != "policy":
+            p.problem(f"trainer {a.trainer.name!r} does not align a policy (it trains a "
+                      f"{getattr(trainer, 'produces', '?')})", where=f"{where}.trainer",
+                      hint="use a policy trainer such as 'dpo' here, and 'reward' under reward_model")
+            continue
+        reads, files = component_reads(p, f"{where}.trainer")
+        reward_reads: dict[str, Any] | None = None
+        if trainer.data == "prompts" and a.reward is not None:
+            if p.component("reward_source", a.reward, f"{where}.reward") is None:
+                continue
+            reward_reads, reward_files = component_reads(p, f"{where}.reward")
+            files = files + reward_files
+        for scope in p.scopes():
+            if p.has(Model(a.method, scope)) and p.produced_by(Model(a.method, scope)) is None:
+                continue  # supplied under models:
+            langs = p.langs_of(scope)
+            consumes: list[Any] = [Model("sft", scope)]
+            if trainer.data in ("preference", "ranking"):
+                consumes += [Records("rankings", lang) for lang in langs]
+            elif trainer.data == "prompts":
+                consumes += [Records("prompts", lang) if p.has(Records("prompts", lang))
+                             else Records("translations", lang) for lang in langs]
+                if a.reward is None:
+                    consumes.append(Model("rm", scope))
+            else:
+                consumes += [Records("translations", lang) for lang in langs]
+            p.add(Unit(f"align/{a.method}" + (f"/{scope}" if scope else ""), NAME, VERSION,
+                       reads={"trainer": reads, "pairs": a.pairs, "reward": reward_reads, "seed": p.cfg.seed,
+                              "prompt_template": p.cfg.prompt_template},
+                       consumes=consumes, produces=[Model(a.method, scope)], files=files,
+                       run=lambda run, i=i, scope=scope, langs=langs: _run(run, i, scope, langs)))
+
+
+def _run(run: UnitRun, i: int, scope: str | None, langs: list[str]) -> dict[str, Any]:
+    plan = run.plan
+    a = plan.cfg.alignment[i]
+    where = f"alignment[{i}]"
+    trainer = plan.get_component(f"{where}.trainer")
+    sft = run.model(Model("sft", scope))
+    reward = None
+    if trainer.data == "preference":
+        records = preference_pairs(rankings_of(run, langs), a.pairs, reformatter(run, sft))
+    elif trainer.data == "ranking":
+        prompt = reformatter(run, sft)
+        records = [{"prompt": prompt(r), "responses": r.ranked()} for r in rankings_of(run, langs)]
+    else:
+        fmt = prompt_formatter(plan, sft)
+        rows = [r for art in run.unit.consumes if isinstance(art, Records)
+                for r in read_jsonl(run.path(art), Instruction)]
+        if trainer.data == "prompts":
+            records = [{"prompt": fmt(r.instruction, r.input), "language": r.lang} for r in rows]
+            if a.reward is not None:
+                reward = plan.get_component(f"{where}.reward")
+            else:
+                from ..registry import create_component
+
+                reward = create_component(plan.registry, "reward_source", "reward_model",
+                                          {"path": run.model(Model("rm", scope))}, where=f"{where}.reward")
+        else:
+            records = [{"prompt": fmt(r.instruction, r.input), "completion": r.output} for r in rows
+                       if r.output.strip()]
+    return train_model(run, trainer, model=sft, records=records, languages=langs, ui=plan.ui,
+                       reference_model=sft, reward=reward)
+

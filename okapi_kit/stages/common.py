@@ -1,0 +1,104 @@
+"""Helpers shared by the stage modules: component options as fingerprint input, resumable
+chunked work, training a model into place, prompt formatting."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretBytes, SecretStr
+
+from ..components import Trainer, TrainJob
+from ..errors import OkapiError
+from ..graph import Plan, UnitRun
+from ..prompts import PromptFormatter
+from ..records import JsonlAppender
+
+
+def component_reads(plan: Plan, where: str) -> tuple[dict[str, Any], list[Path]]:
+    """A component's validated options as fingerprint input, and the files they name.
+
+    A file option enters the fingerprint by its content, not its path (moving a data folder
+    re-runs nothing; editing a file re-runs what reads it). Secret options enter as a mask.
+    """
+    comp = plan.get_component(where)
+    files: list[Path] = []
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return {k: walk(getattr(value, k)) for k in type(value).model_fields}
+        if isinstance(value, Path):
+            files.append(value)
+            return "<file>"
+        if isinstance(value, SecretStr | SecretBytes):
+            return "<secret>"
+        if isinstance(value, dict):
+            return {str(k): walk(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [walk(v) for v in value]
+        return value
+
+    return {"component": comp.name, "options": walk(comp.config)}, files
+
+
+def chunked(run: UnitRun, items: list[Any], size: int, key: Callable[[Any], str],
+            work: Callable[[list[Any]], list[dict[str, Any]]], *, ui: Any = None) -> dict[str, dict[str, Any]]:
+    """Run ``work`` over chunks, appending each result row (with an ``id``) as it comes.
+
+    A rerun skips rows already in the chunk file, which is named by the unit's fingerprint
+    (a changed config never picks up stale rows). ``work`` returns only rows that succeeded;
+    rows missing from its result are retried by the next run, never stored as done.
+    """
+    with JsonlAppender(run.partial) as app:
+        progress = ui.progress(run.unit.key, len(items)) if ui is not None else None
+        update = progress.__enter__() if progress is not None else (lambda done, total: None)
+        try:
+            for start in range(0, len(items), size):
+                chunk = [x for x in items[start:start + size] if key(x) not in app.done]
+                if chunk:
+                    for row in work(chunk):
+                        app.append(row)
+                update(min(start + size, len(items)), len(items))
+        finally:
+            if progress is not None:
+                progress.__exit__(None, None, None)
+        return dict(app.done)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished folder into place; a stale one from an older fingerprint goes first."""
+    if final.exists():
+        shutil.rmtree(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(final)
+
+
+def train_model(run: UnitRun, trainer: Trainer, *, model: str, records: list[dict[str, Any]],
+                languages: list[str], ui: Any, reference_model: str | None = None,
+                reward: Any = None) -> dict[str, Any]:
+    """Train into a hidden ``.partial`` folder beside the target, then move it into place."""
+    final = run.path(run.unit.produces[0])
+    tmp = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cfg = run.plan.cfg
+    job = TrainJob(model=model, output_dir=tmp, work_dir=run.work_dir, records=records, seed=cfg.seed,
+                   languages=languages, trust_remote_code=cfg.trust_remote_code,
+                   reference_model=reference_model, reward=reward)
+    job.work_dir.mkdir(parents=True, exist_ok=True)
+    with ui.progress(f"{run.unit.key} ({trainer.name})", None) as update:
+        job.progress = update
+        result = trainer.train(job)
+    replace_dir(tmp, final)
+    shutil.rmtree(job.work_dir, ignore_errors=True)  # checkpoints are not needed once the model is in place
+    return {"records": len(records), **{k: round(v, 6) for k, v in result.metrics.items()
+                                        if isinstance(v, int | float)}}
+
+
+def prompt_formatter(plan: Plan, model: str) -> PromptFormatter:
+    return PromptFormatter(plan.cfg.prompt_template, model, trust_remote_code=plan.cfg.trust_remote_code)
+
+
+def no_records(what: str, where: str) -> OkapiError:
+    return OkapiError(f"{what} is empty", where=where, hint="check the data this stage reads")

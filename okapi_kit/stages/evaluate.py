@@ -1,0 +1,80 @@
+"""Evaluation: one unit per (evaluator, model, language), so adding a model or an evaluator
+runs only what is new; results go to the leaderboard store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..components import EvalTarget
+from ..errors import OkapiError
+from ..graph import Plan, Records, Scores, Unit, UnitRun
+from ..leaderboard import ResultRow
+from ..records import SampleSet, atomic_write_text, read_jsonl
+from .common import component_reads
+from .generate import model_of
+
+NAME, VERSION = "evaluate", 2
+
+
+def plan(p: Plan) -> None:
+    ev = p.cfg.evaluation
+    for i, choice in enumerate(ev.evaluators):
+        where = f"evaluation.evaluators[{i}]"
+        evaluator = p.component("evaluator", choice, where)
+        if evaluator is None:
+            continue
+        reads, files = component_reads(p, where)
+        for lang in p.cfg.languages:
+            try:
+                evaluator.check(lang)
+            except OkapiError as exc:
+                p.problems.append(OkapiError(exc.message, where=f"{p.source_name}: {where}", hint=exc.hint))
+                continue
+            for label in ev.models:
+                consumes: list[Any] = [model_of(p, label, lang)]
+                if evaluator.uses_generations:
+                    consumes += [Records("eval_prompts", lang), Records("generations", lang, label)]
+                p.add(Unit(f"evaluate/{choice.key}/{label}/{lang}", NAME, VERSION,
+                           reads={"evaluator": reads, "seed": p.cfg.seed,
+                                  "trust_remote_code": p.cfg.trust_remote_code},
+                           consumes=consumes, produces=[Scores(choice.key, label, lang)], files=files,
+                           run=lambda run, where=where, label=label, lang=lang: _run(run, where, label, lang)))
+
+
+def _run(run: UnitRun, where: str, label: str, lang: str) -> dict[str, Any]:
+    plan = run.plan
+    evaluator = plan.get_component(where)
+    model = run.model(model_of(plan, label, lang))
+    prompts: list[str] = []
+    responses = None
+    if evaluator.uses_generations:
+        gens = read_jsonl(run.path(Records("generations", lang, label)), SampleSet)
+        prompts, responses = [g.prompt for g in gens], [g.responses for g in gens]
+    work_dir = run.work_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
+    target = EvalTarget(model=model, label=label, language=lang, work_dir=work_dir, prompts=prompts,
+                        responses=responses, seed=plan.cfg.seed, trust_remote_code=plan.cfg.trust_remote_code)
+    scores = [dict(s.__dict__, evaluator=evaluator.name) for s in evaluator.evaluate(target)]
+    out = run.path(run.unit.produces[0])
+    atomic_write_text(out, json.dumps({"model": model, "label": label, "language": lang, "scores": scores},
+                                      indent=2, ensure_ascii=False))
+    return {"scores": len(scores)}
+
+
+def result_rows(plan: Plan) -> list[ResultRow]:
+    """Every score file of this plan's evaluation units, as leaderboard rows."""
+    rows = []
+    model_name = plan.cfg.base_model or "-"
+    for unit in plan.units:
+        if unit.stage != NAME:
+            continue
+        art = unit.produces[0]
+        path = plan.path(art)
+        if not path.exists():
+            continue
+        for s in json.loads(path.read_text(encoding="utf-8"))["scores"]:
+            rows.append(ResultRow(run=plan.cfg.name, model=model_name, method=art.model, language=art.lang,
+                                  task=s["task"], metric=s["metric"], value=float(s["value"]),
+                                  stderr=s.get("stderr"), n=int(s["n"]), protocol=s.get("protocol", "")))
+    return rows

@@ -1,0 +1,48 @@
+"""Ranking the K sampled responses of each prompt, best first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import OkapiError
+from ..graph import Plan, Records, Unit, UnitRun
+from ..records import Ranking, SampleSet, read_jsonl, write_jsonl
+from .common import chunked, component_reads
+
+NAME, VERSION = "rank", 2
+WHERE = "ranking.ranker"
+
+
+def plan(p: Plan) -> None:
+    c = p.cfg.ranking
+    todo = [lang for lang in p.cfg.languages if not p.has(Records("rankings", lang))]
+    if c is None or not todo or p.component("ranker", c.ranker, WHERE) is None:
+        return
+    reads, files = component_reads(p, WHERE)
+    for lang in todo:
+        p.add(Unit(f"rank/{lang}", NAME, VERSION, reads={"ranker": reads},
+                   consumes=[Records("samples", lang)], produces=[Records("rankings", lang)], files=files,
+                   run=lambda run, lang=lang: _run(run, lang)))
+
+
+def _run(run: UnitRun, lang: str) -> dict[str, Any]:
+    ranker = run.plan.get_component(WHERE)
+    items = read_jsonl(run.path(Records("samples", lang)), SampleSet)
+
+    def work(chunk: list[SampleSet]) -> list[dict[str, Any]]:
+        orders = ranker.rank(chunk)
+        if len(orders) != len(chunk):
+            raise OkapiError(f"ranker {ranker.name!r} returned {len(orders)} rankings for {len(chunk)} items",
+                             where=f"rank/{lang}")
+        rows = []
+        for s, order in zip(chunk, orders):
+            if sorted(order) != list(range(len(s.responses))):
+                raise OkapiError(f"ranker {ranker.name!r} returned {order} for {len(s.responses)} "
+                                 f"responses of {s.id!r}: not a permutation", where=f"rank/{lang}")
+            rows.append(Ranking(id=s.id, lang=lang, prompt=s.prompt, responses=s.responses,
+                                order=list(order), ranker=ranker.name).to_dict())
+        return rows
+
+    done = chunked(run, items, 16, lambda s: s.id, work, ui=run.plan.ui)
+    write_jsonl(run.path(Records("rankings", lang)), [done[s.id] for s in items])
+    return {"rankings": len(items)}
