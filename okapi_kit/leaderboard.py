@@ -1,4 +1,9 @@
-"""The results store (SQLite) and the SFT-vs-aligned comparison."""
+"""The results store (SQLite), the SFT-vs-aligned comparison and its machine renderings.
+
+The database has one table, ``results``, one row per (run, model, method, language, task,
+metric, protocol). Its schema version is kept in ``PRAGMA user_version`` and the file is marked
+as okapi-kit's with ``PRAGMA application_id``; older versions are migrated in place when opened.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,23 @@ import csv
 import io
 import json
 import math
+import numbers
+import os
 import sqlite3
 import time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import OkapiError
+
+SCHEMA_VERSION = 2
+APPLICATION_ID = 0x4F4B4150  # "OKAP": tells our results databases from other SQLite files
+SQLITE_HEADER = b"SQLite format 3\x00"
+
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (
+CREATE TABLE results (
     run TEXT NOT NULL,
     model TEXT NOT NULL,
     method TEXT NOT NULL,
@@ -25,13 +39,27 @@ CREATE TABLE IF NOT EXISTS results (
     n INTEGER NOT NULL,
     protocol TEXT NOT NULL,
     created REAL NOT NULL,
+    run_dir TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (run, model, method, language, task, metric, protocol)
 )
 """
 
+# Version 1 (okapi-kit 0.1) had no version mark: a `results` table with exactly these columns.
+_V1_COLUMNS = {"run", "model", "method", "language", "task", "metric", "value", "stderr", "n",
+               "protocol", "created"}
+_KEY = ("run", "model", "method", "language", "task", "metric", "protocol")
+_COLUMNS = ("run", "model", "method", "language", "task", "metric", "value", "stderr", "n",
+            "protocol", "run_dir")
+_HINT = "pass --db a results database written by okapi-kit, or a new path"
+
 
 @dataclass
 class ResultRow:
+    """One score: a method's value on one task and metric in one language, as measured by ``protocol``.
+
+    ``run`` is the run's name (the config's ``name``); ``run_dir`` the run folder, for information.
+    """
+
     run: str
     model: str
     method: str
@@ -42,39 +70,257 @@ class ResultRow:
     stderr: float | None
     n: int
     protocol: str
+    run_dir: str = ""
 
 
 class ResultsStore:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute(SCHEMA)
+    """The results database at ``path``, checked (and created or migrated) when constructed.
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+    ``create=True`` (a writer) makes a new database, and its folder, when none is at ``path``;
+    ``create=False`` (a reader) makes a missing file an OkapiError. A path that is a folder, an
+    unreadable file, a file that is not SQLite, another program's SQLite database or one written
+    by a newer okapi-kit is an OkapiError at once, before any work is done.
+
+    Values must be finite numbers: a NaN or infinite ``value`` is refused with an OkapiError naming
+    the row (nothing is written). A NaN ``stderr`` means "not known" and is stored as NULL (no
+    change is then called significant); an infinite or negative ``stderr`` is refused.
+    """
+
+    def __init__(self, path: Path | str, *, create: bool = True):
+        self.path = Path(path).expanduser()
+        self.check(self.path, must_exist=not create)
+        if create and self.path.exists() and not os.access(self.path, os.W_OK):
+            raise OkapiError("the results database is read-only", where=str(self.path),
+                             hint="make it writable, or pass --db another path")
+        if create:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OkapiError(f"cannot create the folder for the results database: {exc.strerror}",
+                                 where=str(self.path.parent), hint=_HINT) from exc
+        with self._connect() as db:
+            if _version(db, self.path) != SCHEMA_VERSION:
+                self._upgrade(db)
+
+    @classmethod
+    def check(cls, path: Path | str, *, must_exist: bool = False) -> None:
+        """Raise OkapiError unless ``path`` can hold a results database; reads, never writes.
+
+        A missing file is fine (it will be created) unless ``must_exist``; an existing one must be
+        an okapi-kit results database of this or an older schema version.
+        """
+        path = Path(path).expanduser()
+        where = str(path)
+        if path.is_dir():
+            raise OkapiError("a folder, not a results database", where=where, hint=_HINT)
+        if not path.exists():
+            if must_exist:
+                raise OkapiError("no results database here (no such file)", where=where,
+                                 hint="run a pipeline first, or pass --db PATH")
+            parent = next((p for p in path.parents if p.exists()), None)
+            if parent is not None and not parent.is_dir():
+                raise OkapiError(f"cannot create a results database here: {parent} is a file",
+                                 where=where, hint=_HINT)
+            return
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise OkapiError(f"cannot read the results database: {exc.strerror}", where=where,
+                             hint="check the file's permissions, or pass --db another path") from exc
+        if not head:
+            return  # an empty file is an empty SQLite database
+        if head != SQLITE_HEADER:
+            raise OkapiError("not an SQLite database", where=where, hint=_HINT)
+        uri = path.resolve().as_uri() + "?mode=ro"
+        try:
+            with closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+                version = _version(db, path)
+        except sqlite3.DatabaseError as exc:
+            raise OkapiError(f"cannot read the results database: {exc}", where=where, hint=_HINT) from exc
+        if version > SCHEMA_VERSION:
+            raise OkapiError(
+                f"the results database has schema version {version}; this okapi-kit reads versions "
+                f"up to {SCHEMA_VERSION}", where=where,
+                hint="upgrade okapi-kit, or pass --db another path")
+
+    # ------------------------------------------------------------------ connections
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection that is always closed; SQLite errors become OkapiErrors naming the file."""
+        try:
+            # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself
+            with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
+                yield db
+        except sqlite3.DatabaseError as exc:  # also OperationalError: locked, read-only, disk full
+            hint = ("another process holds it; try again when that one has finished"
+                    if "locked" in str(exc) else _HINT)
+            raise OkapiError(f"results database error: {exc}", where=str(self.path), hint=hint) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it is committed, or none of it."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:  # some errors (disk full) have already rolled it back
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _upgrade(self, db: sqlite3.Connection) -> None:
+        """Create the schema, or migrate an older one, in one transaction."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = _version(db, self.path)  # again, now that we hold the write lock
+            if version == 0:
+                db.execute(SCHEMA)
+            else:
+                while version < SCHEMA_VERSION:
+                    _MIGRATIONS[version](db)
+                    version += 1
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ writing
+
+    def replace_run(self, run: str, rows: list[ResultRow]) -> list[str]:
+        """Replace every row of ``run`` by ``rows`` in one transaction; ``[]`` deletes the run.
+
+        Every row must belong to ``run``. Returns the run folders of the replaced rows that differ
+        from the new rows' (another folder used the same run name), so a caller can say so.
+        """
+        if not isinstance(run, str) or not run:
+            raise ValueError("replace_run needs a run name")
+        if stray := sorted({r.run for r in rows if r.run != run}):
+            raise ValueError(f"rows of run(s) {stray} given to replace_run({run!r})")
+        values = self._checked(rows, unique=True)
+        with self._transaction() as db:
+            old = {d for (d,) in db.execute("SELECT DISTINCT run_dir FROM results WHERE run = ?", (run,))}
+            db.execute("DELETE FROM results WHERE run = ?", (run,))
+            db.executemany(_INSERT, values)
+        return sorted(old - {r.run_dir for r in rows} - {""})
 
     def add(self, rows: Iterable[ResultRow]) -> None:
-        """Insert or replace: re-evaluating the same model and protocol overwrites its row."""
-        now = time.time()
-        with self._connect() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(r.run, r.model, r.method, r.language, r.task, r.metric, r.value, r.stderr,
-                  r.n, r.protocol, now) for r in rows])
+        """Insert or replace rows one by one (for imports): a row with the same key overwrites."""
+        values = self._checked(list(rows), unique=False)
+        with self._transaction() as db:
+            db.executemany(_INSERT.replace("INSERT", "INSERT OR REPLACE", 1), values)
+
+    def _checked(self, rows: list[ResultRow], *, unique: bool) -> list[tuple]:
+        """Rows as SQL parameters, after refusing what must not be stored (see the class docs)."""
+        now, out, seen = time.time(), [], set()
+        for r in rows:
+            values = _row_values(r)
+            key = tuple(getattr(r, k) for k in _KEY)
+            if unique and key in seen:
+                raise OkapiError(f"two results for {_describe(r)}", where=f"results of run {r.run!r}",
+                                 hint="two evaluators report the same task, metric and protocol; "
+                                      "rename one's task")
+            seen.add(key)
+            out.append((*values, now))
+        return out
+
+    # ------------------------------------------------------------------ reading
 
     def rows(self, run: str | None = None) -> list[ResultRow]:
-        query = "SELECT run, model, method, language, task, metric, value, stderr, n, protocol FROM results"
+        """All rows, or only those of ``run``, in a stable order."""
+        query = f"SELECT {', '.join(_COLUMNS)} FROM results"
         args: tuple = ()
-        if run:
+        if run is not None:
             query, args = query + " WHERE run = ?", (run,)
+        query += " ORDER BY run, model, language, task, metric, protocol, method"
         with self._connect() as db:
-            return [ResultRow(*row) for row in db.execute(query + " ORDER BY run, language, task, metric", args)]
+            return [ResultRow(*row) for row in db.execute(query, args)]
+
+    def runs(self) -> list[str]:
+        """The names of the runs with results, sorted."""
+        with self._connect() as db:
+            return [run for (run,) in db.execute("SELECT DISTINCT run FROM results ORDER BY run")]
+
+
+_INSERT = f"INSERT INTO results ({', '.join(_COLUMNS)}, created) VALUES ({', '.join('?' * (len(_COLUMNS) + 1))})"
+
+
+def _version(db: sqlite3.Connection, path: Path) -> int:
+    """The schema version of an open database: 0 for an empty one, 1 for okapi-kit 0.1's."""
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if app_id == APPLICATION_ID:
+        return version
+    if app_id == 0 and version == 0 and not tables:
+        return 0
+    if app_id == 0 and version == 0 and "results" in tables:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+        if columns == _V1_COLUMNS:
+            return 1
+    shown = ", ".join(sorted(tables)) or "none"
+    raise OkapiError("an SQLite database, but not an okapi-kit results database "
+                     f"(its tables: {shown})", where=str(path), hint=_HINT)
+
+
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """Version 2 adds the run folder; version-1 rows were keyed by the folder's basename, which
+    is the config's name for runs in the default folder, so ``run`` is kept as it is."""
+    db.execute("ALTER TABLE results ADD COLUMN run_dir TEXT NOT NULL DEFAULT ''")
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+
+
+def _describe(r: ResultRow) -> str:
+    return (f"run {r.run!r}, model {r.model!r}, method {r.method!r}, language {r.language!r}, "
+            f"task {r.task!r}, metric {r.metric!r}, protocol {r.protocol!r}")
+
+
+def check_row(row: ResultRow) -> None:
+    """Raise the OkapiError that storing ``row`` would raise (see ResultsStore), without storing it:
+    for a stage that wants to refuse a bad score when the evaluator returns it."""
+    _row_values(row)
+
+
+def _row_values(r: ResultRow) -> tuple:
+    """The row's column values in ``_COLUMNS`` order, or an OkapiError naming the row."""
+    def refuse(problem: str, hint: str) -> OkapiError:
+        return OkapiError(f"{_describe(r)}: {problem}", where=f"results of run {r.run!r}", hint=hint)
+
+    for name in _KEY + ("run_dir",):
+        if not isinstance(getattr(r, name), str):
+            raise refuse(f"{name} must be text, not {getattr(r, name)!r}", "fix the evaluator")
+        if name not in ("protocol", "run_dir") and not getattr(r, name):
+            raise refuse(f"{name} is empty", "fix the evaluator")
+    bad_number = "an evaluator reported it; fix the evaluator, or leave this score out"
+    if not isinstance(r.value, numbers.Real) or isinstance(r.value, bool) or not math.isfinite(r.value):
+        raise refuse(f"value {r.value!r} is not a finite number", bad_number)
+    stderr = r.stderr
+    if stderr is not None:
+        if not isinstance(stderr, numbers.Real) or isinstance(stderr, bool):
+            raise refuse(f"stderr {stderr!r} is not a number", bad_number)
+        if math.isnan(stderr):
+            stderr = None  # unknown: stored as NULL, so no change is called significant
+        elif math.isinf(stderr) or stderr < 0:
+            raise refuse(f"stderr {stderr!r} is not a finite number >= 0", bad_number)
+    if not isinstance(r.n, numbers.Integral) or isinstance(r.n, bool) or r.n < 0:
+        raise refuse(f"n {r.n!r} is not a count", bad_number)
+    return (r.run, r.model, r.method, r.language, r.task, r.metric, float(r.value),
+            None if stderr is None else float(stderr), int(r.n), r.protocol, r.run_dir)
+
+
+# ---------------------------------------------------------------------- comparison
 
 
 @dataclass
 class Comparison:
-    """One (model, language, task, metric) line: every method's value, and the change vs SFT."""
+    """One (run, model, language, task, metric, protocol, n) line: every method's value and stderr."""
 
     run: str
     model: str
@@ -87,6 +333,7 @@ class Comparison:
     stderrs: dict[str, float | None]
 
     def delta(self, method: str, against: str = "sft") -> float | None:
+        """``method``'s value minus ``against``'s, or None when either is missing."""
         if method in self.values and against in self.values:
             return self.values[method] - self.values[against]
         return None
@@ -102,12 +349,16 @@ class Comparison:
 
 
 def compare(rows: list[ResultRow]) -> tuple[list[str], list[Comparison]]:
-    """Group rows by (run, model, language, task, metric, protocol); methods in a stable order."""
+    """Group rows into Comparisons; methods in a stable order (base, sft, then by name).
+
+    Only like is compared with like: rows of another run, model, protocol or item count ``n``
+    land in another Comparison, so no difference is ever taken across them.
+    """
     order = {"base": 0, "sft": 1}
     methods = sorted({r.method for r in rows}, key=lambda m: (order.get(m, 2), m))
     groups: dict[tuple, Comparison] = {}
     for r in rows:
-        key = (r.run, r.model, r.language, r.task, r.metric, r.protocol)
+        key = (r.run, r.model, r.language, r.task, r.metric, r.protocol, r.n)
         comp = groups.setdefault(key, Comparison(r.run, r.model, r.language, r.task, r.metric,
                                                  r.n, r.protocol, {}, {}))
         comp.values[r.method] = r.value
@@ -116,7 +367,33 @@ def compare(rows: list[ResultRow]) -> tuple[list[str], list[Comparison]]:
 
 
 def aligned_methods(methods: list[str]) -> list[str]:
+    """The methods other than ``base`` and ``sft``: those compared with SFT."""
     return [m for m in methods if m not in ("base", "sft")]
+
+
+def blocks(comps: list[Comparison]) -> list[tuple[str, str, list[Comparison]]]:
+    """Comparisons by (run, model), sorted, each block sorted by language, task, metric."""
+    out: dict[tuple[str, str], list[Comparison]] = {}
+    for c in comps:
+        out.setdefault((c.run, c.model), []).append(c)
+    return [(run, model, sorted(cs, key=lambda c: (c.language, c.task, c.metric, c.protocol, c.n)))
+            for (run, model), cs in sorted(out.items())]
+
+
+def present(methods: list[str], comps: list[Comparison]) -> list[str]:
+    """The methods (in ``methods``' order) that have a value in at least one of ``comps``."""
+    return [m for m in methods if any(m in c.values for c in comps)]
+
+
+def ambiguous(comps: list[Comparison]) -> bool:
+    """True when two comparisons share run, model, language, task and metric (they differ in
+    protocol or n), so a table must show the protocol to tell them apart."""
+    keys = [(c.run, c.model, c.language, c.task, c.metric) for c in comps]
+    return len(set(keys)) < len(keys)
+
+
+RECORD_FIELDS = ("run", "model", "method", "language", "task", "metric", "value", "stderr", "n",
+                 "protocol", "delta_vs_sft", "significant")
 
 
 def to_records(methods: list[str], comps: list[Comparison]) -> list[dict]:
@@ -136,45 +413,60 @@ def to_records(methods: list[str], comps: list[Comparison]) -> list[dict]:
 
 
 def render(methods: list[str], comps: list[Comparison], fmt: str) -> str:
-    """json | csv | markdown; the rich table lives in the CLI."""
+    """json | csv | markdown; the rich table lives in the CLI (okapi_kit.cli.leaderboard)."""
     records = to_records(methods, comps)
     if fmt == "json":
         return json.dumps(records, indent=2, ensure_ascii=False)
     if fmt == "csv":
         buf = io.StringIO()
-        fields = list(ResultRow.__dataclass_fields__) + ["delta_vs_sft", "significant"]
-        fields = [f for f in fields if f in (records[0] if records else {})] or fields
-        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        writer = csv.DictWriter(buf, fieldnames=RECORD_FIELDS)
         writer.writeheader()
         writer.writerows(records)
         return buf.getvalue()
     if fmt == "markdown":
-        head = ["language", "task", "metric", *methods,
-                *[f"{m} - sft" for m in aligned_methods(methods)], "n"]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for row in table_rows(methods, comps):
-            lines.append("| " + " | ".join(row) + " |")
-        return "\n".join(lines) + "\n"
+        return "\n".join(_markdown_block(methods, run, model, block)
+                         for run, model, block in blocks(comps))
     raise ValueError(fmt)
 
 
+def _markdown_block(methods: list[str], run: str, model: str, comps: list[Comparison]) -> str:
+    """A heading naming the run and model, then one GitHub table of its comparisons."""
+    methods = present(methods, comps)
+    with_protocol = ambiguous(comps)
+    head = ["language", "task", "metric", *methods,
+            *[f"{m} - sft" for m in aligned_methods(methods)], "n", *(["protocol"] * with_protocol)]
+    lines = [f"### run `{run}` · model `{model}`", "",
+             "| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
+    for c in comps:
+        cells = table_rows(methods, [c])[0] + [c.protocol] * with_protocol
+        lines.append("| " + " | ".join(_md(x) for x in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def table_rows(methods: list[str], comps: list[Comparison]) -> list[list[str]]:
+    """Text cells per comparison, sorted by language, task, metric: language, task, metric, each
+    method's value with its stderr, each aligned method's change vs SFT (* if significant), n."""
     rows = []
-    for c in sorted(comps, key=lambda c: (c.language, c.task, c.metric)):
-        vals = [_fmt(c.values.get(m), c.stderrs.get(m)) for m in methods]
-        deltas = []
-        for m in aligned_methods(methods):
-            d = c.delta(m)
-            deltas.append("" if d is None else f"{d:+.3f}" + ("*" if c.significant(m) else ""))
+    for c in sorted(comps, key=lambda c: (c.language, c.task, c.metric, c.protocol, c.n)):
+        vals = [format_value(c.values.get(m), c.stderrs.get(m)) for m in methods]
+        deltas = [format_delta(c, m) for m in aligned_methods(methods)]
         rows.append([c.language, c.task, c.metric, *vals, *deltas, str(c.n)])
     return rows
 
 
-def _fmt(value: float | None, stderr: float | None) -> str:
+def format_value(value: float | None, stderr: float | None) -> str:
+    """``0.600 ±0.010``; without the ± part when the stderr is unknown, "" when no value."""
     if value is None:
         return ""
     return f"{value:.3f}" + (f" ±{stderr:.3f}" if stderr is not None else "")
 
 
-def rows_as_dicts(rows: list[ResultRow]) -> list[dict]:
-    return [asdict(r) for r in rows]
+def format_delta(c: Comparison, method: str) -> str:
+    """``+0.100*``: the change vs SFT, starred when significant; "" when it cannot be taken."""
+    d = c.delta(method)
+    return "" if d is None else f"{d:+.3f}" + ("*" if c.significant(method) else "")
+

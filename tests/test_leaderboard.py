@@ -1,4 +1,4 @@
-"""The results store, the SFT-vs-aligned comparison, its renderings and the leaderboard command."""
+"""The results store, the SFT-vs-aligned comparison and its machine renderings."""
 
 from __future__ import annotations
 
@@ -6,15 +6,21 @@ import csv
 import io
 import json
 import math
+import os
+import re
 import sqlite3
+from pathlib import Path
 
 import pytest
 
-from okapi_kit.cli import main
+from okapi_kit import leaderboard
+from okapi_kit.errors import OkapiError
 from okapi_kit.leaderboard import (
+    SCHEMA_VERSION,
     ResultRow,
     ResultsStore,
     aligned_methods,
+    check_row,
     compare,
     render,
     table_rows,
@@ -22,8 +28,8 @@ from okapi_kit.leaderboard import (
 
 
 def row(method, value, stderr, *, lang="vi", task="arc", metric="acc", run="demo", n=100,
-        protocol="25-shot", model="tiny") -> ResultRow:
-    return ResultRow(run, model, method, lang, task, metric, value, stderr, n, protocol)
+        protocol="25-shot", model="tiny", run_dir="") -> ResultRow:
+    return ResultRow(run, model, method, lang, task, metric, value, stderr, n, protocol, run_dir)
 
 
 ROWS = [
@@ -35,34 +41,246 @@ ROWS = [
     row("dpo", 0.40, 0.02, lang="hi"),  # no SFT stderr: never called significant
 ]
 
+# okapi-kit 0.1's schema, exactly as it created it (no version mark)
+OLD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    run TEXT NOT NULL,
+    model TEXT NOT NULL,
+    method TEXT NOT NULL,
+    language TEXT NOT NULL,
+    task TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    stderr REAL,
+    n INTEGER NOT NULL,
+    protocol TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (run, model, method, language, task, metric, protocol)
+)
+"""
+
+
+def _key(r: ResultRow):
+    return (r.run, r.language, r.method, r.task, r.metric, r.protocol)
+
 
 @pytest.fixture
 def store(tmp_path) -> ResultsStore:
-    s = ResultsStore(tmp_path / "sub" / "lb.sqlite")
-    s.add(ROWS)
+    s = ResultsStore(tmp_path / "sub" / "lb.sqlite")  # the folder is created
+    s.replace_run("demo", ROWS)
     return s
 
 
-def test_store_round_trip_and_filter(store, tmp_path):
-    assert sorted(store.rows(), key=lambda r: (r.language, r.method)) == sorted(
-        ROWS, key=lambda r: (r.language, r.method))
-    store.add([row("sft", 0.7, 0.02, run="other")])
-    assert [r.run for r in store.rows(run="other")] == ["other"]
+# ---- storing -------------------------------------------------------------------------------------
+
+def test_store_round_trip_filter_and_runs(store, tmp_path):
+    assert sorted(store.rows(), key=_key) == sorted(ROWS, key=_key)
+    store.replace_run("other", [row("sft", 0.7, 0.02, run="other", run_dir="/r/other")])
+    assert store.rows(run="other") == [row("sft", 0.7, 0.02, run="other", run_dir="/r/other")]
     assert len(store.rows(run="demo")) == 6 and len(store.rows()) == 7
+    assert store.rows(run="nope") == []
+    assert store.runs() == ["demo", "other"]
     # reopening an existing database keeps its rows
-    assert len(ResultsStore(tmp_path / "sub" / "lb.sqlite").rows()) == 7
+    assert len(ResultsStore(tmp_path / "sub" / "lb.sqlite", create=False).rows()) == 7
 
 
-def test_upsert_replaces_the_same_key(store):
+def test_replace_run_drops_stale_rows_and_leaves_other_runs(store):
+    store.replace_run("other", [row("sft", 0.7, 0.02, run="other")])
+    # a changed evaluator option: another n and another protocol for the same task and metric
+    new = [row("sft", 0.52, 0.02, n=24, protocol="0-shot", run_dir="/b/demo"),
+           row("dpo", 0.58, 0.02, n=24, protocol="0-shot", run_dir="/b/demo")]
+    assert store.replace_run("demo", new) == []  # the old rows had no run folder
+    assert sorted(store.rows(run="demo"), key=_key) == sorted(new, key=_key)
+    assert [r.value for r in store.rows(run="other")] == [0.7]
+    # the same name from another folder replaces it too, and says which folder it replaced
+    assert store.replace_run("demo", [row("sft", 0.5, 0.02, run_dir="/a/demo")]) == ["/b/demo"]
+    assert store.replace_run("demo", [row("sft", 0.5, 0.02, run_dir="/a/demo")]) == []
+    assert [r.run_dir for r in store.rows(run="demo")] == ["/a/demo"]
+    store.replace_run("demo", [])  # nothing left of the run
+    assert store.runs() == ["other"]
+
+
+def test_replace_run_is_one_transaction(store):
+    # make SQLite itself fail half-way through the inserts: the deletion must be undone too
+    with sqlite3.connect(store.path) as db:
+        db.execute("CREATE TRIGGER boom BEFORE INSERT ON results WHEN NEW.task = 'boom' "
+                   "BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    db.close()
+    with pytest.raises(OkapiError, match="boom") as err:
+        store.replace_run("demo", [row("sft", 0.1, 0.01), row("dpo", 0.2, 0.01, task="boom")])
+    assert err.value.where == str(store.path)
+    assert sorted(store.rows(), key=_key) == sorted(ROWS, key=_key)
+
+
+def test_replace_run_refuses_rows_of_another_run_and_duplicates(store):
+    with pytest.raises(ValueError, match="other"):
+        store.replace_run("demo", [row("sft", 0.1, 0.01, run="other")])
+    with pytest.raises(OkapiError, match="two results for run 'demo'.*method 'dpo'"):
+        store.replace_run("demo", [row("dpo", 0.1, 0.01), row("dpo", 0.2, 0.01)])
+    assert sorted(store.rows(), key=_key) == sorted(ROWS, key=_key)  # nothing replaced
+
+
+def test_add_upserts_the_same_key(store):
     store.add([row("dpo", 0.65, 0.02)])  # same run/model/method/language/task/metric/protocol
     dpo_vi = [r for r in store.rows() if r.method == "dpo" and r.language == "vi"]
     assert dpo_vi == [row("dpo", 0.65, 0.02)]
     assert len(store.rows()) == 6
     store.add([row("dpo", 0.55, 0.02, protocol="0-shot")])  # another protocol is another result
     assert len(store.rows()) == 7
-    with sqlite3.connect(store.path) as db:
-        assert db.execute("SELECT COUNT(*) FROM results").fetchone() == (7,)
 
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(value=math.nan), "value nan is not a finite number"),
+    (dict(value=math.inf), "value inf is not a finite number"),
+    (dict(value=-math.inf), "value -inf is not a finite number"),
+    (dict(value="0.5"), "value '0.5' is not a finite number"),
+    (dict(stderr=math.inf), "stderr inf is not a finite number >= 0"),
+    (dict(stderr=-0.1), "stderr -0.1 is not a finite number >= 0"),
+    (dict(n=-1), "n -1 is not a count"),
+    (dict(n=True), "n True is not a count"),
+    (dict(task=""), "task is empty"),
+    (dict(metric=None), "metric must be text"),
+])
+@pytest.mark.parametrize("write", ["replace_run", "add"])
+def test_non_finite_and_malformed_values_are_refused_naming_the_row(store, bad, message, write):
+    fields = dict(method="dpo", value=0.5, stderr=0.01, lang="bn", task="mmlu", metric="acc_norm")
+    fields.update(bad)
+    rows = [row("sft", 0.4, 0.01, lang="bn"), row(**fields)]
+    with pytest.raises(OkapiError) as err:
+        getattr(store, write)(rows) if write == "add" else store.replace_run("demo", rows)
+    assert message in err.value.message
+    assert "method 'dpo', language 'bn'" in err.value.message  # which row
+    assert err.value.hint
+    assert sorted(store.rows(), key=_key) == sorted(ROWS, key=_key)  # nothing written
+    with pytest.raises(OkapiError, match=re.escape(message)):
+        check_row(rows[1])  # the same check, before any store is involved
+    check_row(rows[0])
+
+
+def test_nan_stderr_is_stored_as_unknown(store):
+    store.replace_run("demo", [row("sft", 0.5, math.nan), row("dpo", 0.9, 0.01)])
+    by_method = {r.method: r for r in store.rows()}
+    assert by_method["sft"].stderr is None and by_method["dpo"].stderr == 0.01
+    _, comps = compare(store.rows())
+    assert comps[0].delta("dpo") == pytest.approx(0.4) and comps[0].significant("dpo") is False
+
+
+def test_connections_are_closed(store):
+    def open_on_db() -> list[str]:
+        fds = Path("/proc/self/fd")
+        links = []
+        for fd in fds.iterdir():
+            try:
+                links.append(os.readlink(fd))
+            except OSError:
+                pass
+        return [p for p in links if p.startswith(str(store.path))]
+
+    store.rows(), store.runs(), store.replace_run("x", [row("sft", 0.1, None, run="x")])
+    store.add([row("sft", 0.2, None, run="x")])
+    ResultsStore(store.path)
+    assert open_on_db() == []
+
+
+# ---- opening -------------------------------------------------------------------------------------
+
+def test_bad_paths_are_refused_at_once(tmp_path):
+    (tmp_path / "folder.sqlite").mkdir()
+    with pytest.raises(OkapiError, match="a folder, not a results database"):
+        ResultsStore(tmp_path / "folder.sqlite")
+    text = tmp_path / "notes.txt"
+    text.write_text("name: demo\n" * 10)
+    for create in (True, False):
+        with pytest.raises(OkapiError, match="not an SQLite database") as err:
+            ResultsStore(text, create=create)
+        assert err.value.where == str(text) and "--db" in err.value.hint
+    assert text.read_text() == "name: demo\n" * 10  # untouched
+    with pytest.raises(OkapiError, match="cannot create a results database here: .*notes.txt is a file"):
+        ResultsStore(text / "lb.sqlite")
+    with pytest.raises(OkapiError, match=r"no results database here \(no such file\)"):
+        ResultsStore(tmp_path / "missing.sqlite", create=False)
+    assert not (tmp_path / "missing.sqlite").exists()
+    # check() reads only: a new path is fine and stays absent
+    ResultsStore.check(tmp_path / "new" / "lb.sqlite")
+    assert not (tmp_path / "new").exists()
+
+
+def test_unreadable_file_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "lb.sqlite"
+    ResultsStore(path)
+
+    def no_access(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    # as root, chmod cannot make a file unreadable: make opening it fail instead
+    monkeypatch.setattr(leaderboard, "open", no_access, raising=False)
+    with pytest.raises(OkapiError, match="cannot read the results database: Permission denied"):
+        ResultsStore(path, create=False)
+
+
+def test_another_programs_sqlite_database_is_refused(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE cache (key TEXT PRIMARY KEY, value TEXT)")
+    db.close()
+    with pytest.raises(OkapiError, match=r"not an okapi-kit results database \(its tables: cache\)"):
+        ResultsStore(path)
+    # a `results` table that okapi-kit did not write
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE results (id INTEGER, score REAL)")
+    db.close()
+    with pytest.raises(OkapiError, match="not an okapi-kit results database"):
+        ResultsStore(other)
+    with sqlite3.connect(other) as db:
+        assert [r[1] for r in db.execute("PRAGMA table_info(results)")] == ["id", "score"]
+    db.close()
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "lb.sqlite"
+    ResultsStore(path).replace_run("demo", [row("sft", 0.5, 0.01)])
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    for create in (True, False):
+        with pytest.raises(OkapiError, match=f"schema version {SCHEMA_VERSION + 1}") as err:
+            ResultsStore(path, create=create)
+        assert "upgrade okapi-kit" in err.value.hint
+
+
+def test_old_schema_is_migrated_in_place(tmp_path):
+    path = tmp_path / "lb.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(OLD_SCHEMA)
+        db.executemany("INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)", [
+            ("exp", "tiny", "sft", "vi", "arc", "acc", 0.5, 0.01, 100, "25-shot", 1.0),
+            ("exp", "tiny", "dpo", "vi", "arc", "acc", 0.6, None, 100, "25-shot", 1.0),
+            ("old", "tiny", "sft", "bn", "arc", "acc", 0.3, 0.02, 48, "0-shot", 1.0)])
+    db.close()
+    store = ResultsStore(path, create=False)  # a reader migrates too
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert db.execute("SELECT COUNT(*) FROM results").fetchone() == (3,)
+    db.close()
+    assert store.runs() == ["exp", "old"]
+    assert sorted(store.rows(run="exp"), key=_key) == [
+        row("dpo", 0.6, None, run="exp"), row("sft", 0.5, 0.01, run="exp")]
+    # the migrated table works like a new one
+    store.replace_run("exp", [row("sft", 0.55, 0.01, run="exp", run_dir="/runs/exp")])
+    assert store.rows(run="exp") == [row("sft", 0.55, 0.01, run="exp", run_dir="/runs/exp")]
+    assert ResultsStore(path).rows(run="old") == [
+        row("sft", 0.3, 0.02, run="old", lang="bn", n=48, protocol="0-shot")]
+
+
+def test_empty_file_becomes_a_database(tmp_path):
+    path = tmp_path / "lb.sqlite"
+    path.touch()
+    ResultsStore(path).replace_run("demo", [row("sft", 0.5, 0.01)])
+    assert ResultsStore(path, create=False).runs() == ["demo"]
+
+
+# ---- comparing -----------------------------------------------------------------------------------
 
 def test_compare_delta_and_significance(store):
     methods, comps = compare(store.rows())
@@ -93,17 +311,18 @@ def test_significance_threshold_is_two_combined_standard_errors():
     assert comps[0].significant("dpo") is False  # zero error: no claim
 
 
-def test_different_protocols_are_never_compared():
-    _, comps = compare([row("sft", 0.5, 0.01, protocol="0-shot"), row("dpo", 0.9, 0.01, protocol="25-shot")])
+@pytest.mark.parametrize("other", [dict(protocol="0-shot"), dict(n=24), dict(run="b"), dict(model="m2")])
+def test_unlike_rows_are_never_compared(other):
+    _, comps = compare([row("sft", 0.5, 0.01), row("dpo", 0.9, 0.01, **other)])
     assert len(comps) == 2
     assert all(c.delta("dpo") is None for c in comps)
 
 
+# ---- machine renderings --------------------------------------------------------------------------
+
 def test_render_json(store):
     records = json.loads(render(*compare(store.rows()), "json"))
     assert len(records) == 6
-    for r in records:
-        assert {"model", "method", "language", "task", "metric", "value"} <= set(r)
     key = {(r["language"], r["method"]): r for r in records}
     assert key[("vi", "dpo")] == {
         "run": "demo", "model": "tiny", "method": "dpo", "language": "vi", "task": "arc", "metric": "acc",
@@ -128,59 +347,39 @@ def test_render_csv(store):
 
 
 def test_render_markdown(store):
+    store.replace_run("b", [row("sft", 0.7, 0.02, run="b", task="x|y")])  # "|" would end a cell
     text = render(*compare(store.rows()), "markdown")
     assert text.splitlines() == [
+        "### run `b` · model `tiny`",
+        "",
+        "| language | task | metric | sft | n |",
+        "|---|---|---|---|---|",
+        "| vi | x\\|y | acc | 0.700 ±0.020 | 100 |",
+        "",
+        "### run `demo` · model `tiny`",
+        "",
         "| language | task | metric | base | sft | dpo | ppo | dpo - sft | ppo - sft | n |",
         "|---|---|---|---|---|---|---|---|---|---|",
         "| hi | arc | acc |  | 0.300 | 0.400 ±0.020 |  | +0.100 |  | 100 |",
         "| vi | arc | acc | 0.250 ±0.040 | 0.500 ±0.010 | 0.600 ±0.010 | 0.510 ±0.010 | +0.100* | +0.010 | 100 |",
     ]
-    assert table_rows(*compare(store.rows()))[1][7] == "+0.100*"
+    assert table_rows(*compare(store.rows(run="demo")))[1][7] == "+0.100*"
+
+
+def test_render_markdown_shows_the_protocol_when_rows_differ_only_in_it():
+    text = render(*compare([row("sft", 0.5, None), row("sft", 0.4, None, protocol="0-shot", n=20)]),
+                  "markdown")
+    assert text.splitlines()[2:] == [
+        "| language | task | metric | sft | n | protocol |",
+        "|---|---|---|---|---|---|",
+        "| vi | arc | acc | 0.400 | 20 | 0-shot |",
+        "| vi | arc | acc | 0.500 | 100 | 25-shot |",
+    ]
 
 
 def test_render_empty_and_unknown_format():
     assert json.loads(render([], [], "json")) == []
-    assert render([], [], "csv").splitlines()[0].startswith("run,model,method,language")
+    assert render([], [], "csv").splitlines() == [
+        "run,model,method,language,task,metric,value,stderr,n,protocol,delta_vs_sft,significant"]
     with pytest.raises(ValueError):
         render([], [], "xml")
-
-
-# ---- the command ---------------------------------------------------------------------------------
-
-def test_leaderboard_command_json(store, capsys):
-    store.add([row("sft", 0.7, 0.02, run="other", lang="bn")])
-    rc = main(["leaderboard", "--db", str(store.path), "--format", "json"])
-    out, err = capsys.readouterr()
-    assert (rc, err) == (0, "")
-    records = json.loads(out)
-    assert len(records) == 7
-    assert {(r["run"], r["language"], r["method"]) for r in records} >= {("other", "bn", "sft"),
-                                                                         ("demo", "vi", "dpo")}
-    rc = main(["leaderboard", "--db", str(store.path), "--format", "json", "--run", "other"])
-    out, _ = capsys.readouterr()
-    assert rc == 0
-    assert [(r["run"], r["model"], r["method"], r["language"], r["task"], r["metric"], r["value"])
-            for r in json.loads(out)] == [("other", "tiny", "sft", "bn", "arc", "acc", 0.7)]
-
-
-def test_leaderboard_command_markdown_csv_and_table(store, capsys):
-    assert main(["leaderboard", "--db", str(store.path), "--format", "markdown"]) == 0
-    out, _ = capsys.readouterr()
-    assert out == render(*compare(store.rows()), "markdown")
-    assert main(["leaderboard", "--db", str(store.path), "--format", "csv"]) == 0
-    out, _ = capsys.readouterr()
-    assert out == render(*compare(store.rows()), "csv")
-    assert main(["leaderboard", "--db", str(store.path)]) == 0
-    out, _ = capsys.readouterr()
-    assert "Leaderboard" in out and "0.600" in out
-
-
-def test_leaderboard_command_errors(tmp_path, capsys):
-    rc = main(["leaderboard", "--db", str(tmp_path / "none.sqlite"), "--format", "json"])
-    _, err = capsys.readouterr()
-    assert rc == 2
-    assert err.startswith(f"error: no results database at {tmp_path / 'none.sqlite'}")
-    assert not (tmp_path / "none.sqlite").exists()
-    rc = main(["leaderboard", "--db", str(tmp_path / "x.sqlite"), "--format", "xml"])
-    _, err = capsys.readouterr()
-    assert rc == 2 and "'xml' is not one of" in err

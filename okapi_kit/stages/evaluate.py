@@ -9,7 +9,7 @@ from typing import Any
 from ..components import EvalTarget
 from ..errors import OkapiError
 from ..graph import Plan, Records, Scores, Unit, UnitRun
-from ..leaderboard import ResultRow
+from ..leaderboard import ResultRow, check_row
 from ..records import SampleSet, atomic_write_text, read_jsonl
 from .common import component_reads
 from .generate import model_of
@@ -56,6 +56,10 @@ def _run(run: UnitRun, where: str, label: str, lang: str) -> dict[str, Any]:
     target = EvalTarget(model=model, label=label, language=lang, work_dir=work_dir, prompts=prompts,
                         responses=responses, seed=plan.cfg.seed, trust_remote_code=plan.cfg.trust_remote_code)
     scores = [dict(s.__dict__, evaluator=evaluator.name) for s in evaluator.evaluate(target)]
+    for s in scores:  # a NaN fails this unit now, not the results store after the whole run
+        check_row(ResultRow(run=plan.cfg.name, model=model, method=label, language=lang, task=s["task"],
+                            metric=s["metric"], value=float(s["value"]), stderr=s.get("stderr"),
+                            n=int(s["n"]), protocol=s.get("protocol", "")))
     out = run.path(run.unit.produces[0])
     atomic_write_text(out, json.dumps({"model": model, "label": label, "language": lang, "scores": scores},
                                       indent=2, ensure_ascii=False))
