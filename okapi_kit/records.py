@@ -6,6 +6,7 @@ killed run never leaves a half-written file under a final name.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -73,7 +74,11 @@ class SampleSet(Record):
 
 @dataclass
 class Ranking(Record):
-    """K responses for one prompt, ranked: ``order`` lists response indices best first."""
+    """K responses for one prompt, ranked: ``order`` lists response indices best first.
+
+    ``instruction``/``input`` keep the raw text the prompt was made from, when known (Okapi's
+    files), so that a stage can apply another prompt template; None when only a prompt is known.
+    """
 
     id: str
     lang: str
@@ -82,6 +87,8 @@ class Ranking(Record):
     order: list[int]
     ranker: str = ""
     scores: list[float] | None = None
+    instruction: str | None = None
+    input: str | None = None
 
     def ranked(self) -> list[str]:
         return [self.responses[i] for i in self.order]
@@ -91,18 +98,23 @@ class Ranking(Record):
         best_first = self.ranked()
         return [
             PreferencePair(id=f"{self.id}:{i}>{j}", lang=self.lang, prompt=self.prompt,
-                           chosen=best_first[i], rejected=best_first[j])
+                           chosen=best_first[i], rejected=best_first[j],
+                           instruction=self.instruction, input=self.input)
             for i, j in combinations(range(len(best_first)), 2)
         ]
 
 
 @dataclass
 class PreferencePair(Record):
+    """One preferred and one rejected response; ``instruction``/``input`` as in Ranking."""
+
     id: str
     lang: str
     prompt: str
     chosen: str
     rejected: str
+    instruction: str | None = None
+    input: str | None = None
 
 
 @dataclass
@@ -138,13 +150,36 @@ def write_jsonl(path: Path, rows: Iterable[Record | dict[str, Any]]) -> int:
     return len(lines)
 
 
+def _open_error(path: Path, exc: OSError) -> OkapiError:
+    """An OkapiError for a file that exists but cannot be opened (a folder, no permission)."""
+    reason = "it is a folder" if isinstance(exc, IsADirectoryError) else (exc.strerror or str(exc))
+    return OkapiError(f"cannot open {path.name}: {reason}", where=str(path))
+
+
+def _decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    """One line of a JSONL file as text; a byte that is not UTF-8 is an error at file:line."""
+    if lineno == 1 and raw.startswith(codecs.BOM_UTF8):  # editors on Windows write one
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OkapiError(f"{path.name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte "
+                         f"{exc.start + 1} of the line)", where=f"{path}:{lineno}",
+                         hint="save the file as UTF-8") from None
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-empty line; a bad line is an OkapiError at file:line."""
     path = Path(path)
-    if not path.exists():
-        raise OkapiError(f"file not found: {path}")
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise OkapiError(f"file not found: {path}") from None
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    with fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = _decode_line(raw, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -161,31 +196,53 @@ def read_jsonl(path: Path, cls: type[T]) -> list[T]:
 class JsonlAppender:
     """Appends records one at a time, for stages that resume mid-way (API calls, sampling).
 
-    A torn last line (the process died mid-write) is dropped on open.
+    On open, the finished records are loaded into ``done`` (by id). A torn last line (the
+    process died mid-write: no trailing newline, perhaps cut inside a multi-byte character)
+    is dropped, so that its work is redone. A complete line in the middle that is not a JSON
+    object is an error naming file:line: the lines after it are finished work, never dropped.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.done: dict[str, dict[str, Any]] = {}
-        if self.path.exists():
-            good = []
-            with open(self.path, encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError:
-                        break
-                    if not line.endswith("\n") or not isinstance(obj, dict):
-                        break
-                    good.append(line)
-                    self.done[str(obj.get("id"))] = obj
-            atomic_write_text(self.path, "".join(good))
-        self._fh = open(self.path, "a", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            data = self.path.read_bytes() if self.path.exists() else b""
+        except OSError as exc:
+            raise _open_error(self.path, exc) from None
+        # bytes, not text: a cut multi-byte character must not fail the decoding of the file
+        complete = data[: data.rfind(b"\n") + 1]
+        for lineno, raw in enumerate(complete.split(b"\n")[:-1], 1):  # numbered as iter_jsonl does
+            self._load_line(raw, lineno)
+        try:
+            if len(complete) < len(data):  # drop the torn tail in place; the rest is untouched
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(len(complete))
+            self._fh = open(self.path, "ab")
+        except OSError as exc:
+            raise _open_error(self.path, exc) from None
+
+    def _load_line(self, raw: bytes, lineno: int) -> None:
+        where = f"{self.path}:{lineno}"
+        hint = ("the lines after it are finished work: fix or delete this line, "
+                "or delete the file to redo all of it")
+        line = _decode_line(raw, self.path, lineno)
+        if not line.strip():
+            return
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise OkapiError(f"corrupt line in a partial file (invalid JSON: {exc.msg})",
+                             where=where, hint=hint) from None
+        if not isinstance(obj, dict):
+            raise OkapiError(f"corrupt line in a partial file (a JSON {type(obj).__name__}, "
+                             "not an object)", where=where, hint=hint)
+        self.done[str(obj.get("id"))] = obj
 
     def append(self, row: Record | dict[str, Any]) -> None:
         obj = row.to_dict() if isinstance(row, Record) else row
-        self._fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        # encoded before writing, so a row that cannot be encoded writes nothing
+        self._fh.write((json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8"))
         self._fh.flush()
         self.done[str(obj.get("id"))] = obj
 
