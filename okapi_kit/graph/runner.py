@@ -91,6 +91,14 @@ def fingerprint(plan: Plan, unit: Unit, done: dict[str, str]) -> str:
     return digest(*parts)
 
 
+def fingerprints(plan: Plan) -> dict[str, str]:
+    """Every unit's fingerprint, in plan order, without running anything."""
+    done: dict[str, str] = {}
+    for unit in plan.units:
+        done[unit.key] = fingerprint(plan, unit, done)
+    return done
+
+
 def model_identity(plan: Plan, spec: str) -> str:
     from .fingerprint import hub_identity
 

@@ -10,6 +10,7 @@ from ..errors import OkapiError
 from ..graph import Model, Plan, Records, Unit, UnitRun, check_name
 from ..graph.artifacts import RESERVED
 from ..graph.planner import looks_like_path
+from ..readers import data_files
 from ..records import Instruction, Ranking, SampleSet, write_jsonl
 
 NAME, VERSION = "supplied", 1
@@ -64,7 +65,7 @@ def plan(p: Plan) -> None:
                 art = Records(kind, lang)
                 p.add(Unit(f"supplied/{kind}/{lang}", NAME, VERSION,
                            reads={"format": data.format, "split": data.split, "sources": len(paths)},
-                           consumes=[], produces=[art], files=[x for x in paths if isinstance(x, Path)],
+                           consumes=[], produces=[art], files=[f for x in paths for f in data_files(x)],
                            run=lambda run, kind=kind, paths=paths, lang=lang: _import(run, kind, paths, lang)))
 
 
