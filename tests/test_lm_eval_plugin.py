@@ -159,6 +159,13 @@ def test_missing_file_names_file_and_folder(tmp_path):
         make(data_dir=data, tasks=["arc"]).evaluate(target("unused", tmp_path / "w", lang="fr"))
 
 
+def test_check_names_missing_files_before_any_work(tmp_path):
+    make(data_dir=FIXTURES).check("vi")
+    with pytest.raises(OkapiError) as err:
+        make(data_dir=FIXTURES, tasks=["mmlu"]).check("bn")
+    assert "mmlu_bn.jsonl" in str(err.value) and str(FIXTURES) in str(err.value)
+
+
 def test_zero_shot_matches_own_scoring(tiny, tmp_path):
     model_path, model, tokenizer = tiny
     work = tmp_path / "work"
@@ -240,3 +247,50 @@ def test_json_array_file_and_wrong_schema(tiny, tmp_path):
     (data / "hellaswag_vi.jsonl").write_text("\n".join(json.dumps(b) for b in bad), encoding="utf-8")
     with pytest.raises(OkapiError, match="hub schemas"):
         make(data_dir=data, tasks=["hellaswag"]).evaluate(target(model_path, tmp_path / "w2"))
+
+
+def bar_or_git_noise(text: str) -> list[str]:
+    """Lines that look like a tqdm bar or git's complaint."""
+    return [line for line in text.replace("\r", "\n").splitlines()
+            if "fatal:" in line or "it/s" in line or "%|" in line]
+
+
+def test_console_stays_quiet_and_no_cache_is_left(tiny, tmp_path, monkeypatch, capfd):
+    model_path, _, _ = tiny
+    monkeypatch.chdir(tmp_path)  # outside a git repository lm-eval's `git describe` complains
+    work = tmp_path / "work"
+    (work / "hf_datasets_cache" / "stale").mkdir(parents=True)  # as an interrupted run leaves it
+    capfd.readouterr()
+    scores = make(data_dir=FIXTURES, tasks=["arc"], limit=2).evaluate(target(model_path, work))
+    out, err = capfd.readouterr()
+    assert [(s.metric, s.n) for s in scores] == [("acc", 2), ("acc_norm", 2)]
+    assert bar_or_git_noise(err) == [] and bar_or_git_noise(out) == []
+    assert (out, err) == ("", "")
+    assert not (work / "hf_datasets_cache").exists()
+    assert sorted(p.name for p in work.iterdir()) == ["lm_eval.log", "lm_eval_results.json", "lm_eval_tasks"]
+    log = (work / "lm_eval.log").read_text(encoding="utf-8")
+    assert "Generating test split" in log  # what lm-eval and datasets print is kept there
+    if shutil.which("git"):
+        assert "fatal: not a git repository" in log
+
+
+def test_user_caches_stay_untouched(tiny, tmp_path):
+    """In a fresh process with the Hugging Face caches pointed at empty folders."""
+    model_path, _, _ = tiny
+    caches = {var: tmp_path / "caches" / var for var in ("HF_HOME", "HF_DATASETS_CACHE", "XDG_CACHE_HOME")}
+    for folder in caches.values():
+        folder.mkdir(parents=True)
+    work = tmp_path / "work"
+    code = ("import sys; from pathlib import Path; from okapi_kit import EvalTarget; "
+            "from okapi_kit_lm_eval import LmEvalEvaluator as E; "
+            "s = E(E.Config(data_dir=sys.argv[1], tasks=['mmlu'], limit=2)).evaluate("
+            "EvalTarget(model=sys.argv[2], label='base', language='vi', work_dir=Path(sys.argv[3]))); "
+            "print(len(s))")
+    env = dict(os.environ, **{var: str(folder) for var, folder in caches.items()})
+    proc = subprocess.run([sys.executable, "-c", code, str(FIXTURES), str(model_path), str(work)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"
+    assert bar_or_git_noise(proc.stderr) == []
+    assert [p for folder in caches.values() for p in folder.rglob("*")] == []
+    assert not (work / "hf_datasets_cache").exists()

@@ -1,16 +1,17 @@
-"""The small first-party plugins: translation memory, reference chrF ranker, language fidelity."""
+"""The small first-party plugins: translation memory and the reference chrF ranker.
+
+(The language_fidelity evaluator has its own file, test_fidelity_plugin.py.)
+"""
 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
-from okapi_kit_fidelity.evaluator import LanguageFidelity
 from okapi_kit_sacrebleu.ranker import ReferenceChrF
 from okapi_kit_translation_memory.translator import TranslationMemory
 
-from okapi_kit import EvalTarget, OkapiError, SampleSet
+from okapi_kit import OkapiError, SampleSet
 from okapi_kit.records import write_jsonl
 from okapi_kit.registry import Registry, create_component
 
@@ -67,12 +68,20 @@ def test_translation_memory_errors(memory_files):
     with pytest.raises(OkapiError) as info:
         make_memory(memory_files, targets={"vi": "missing.jsonl"})
     assert info.value.message.startswith("translation.translator.options.targets.vi: file or folder does not exist")
-    write_jsonl(memory_files / "noid.jsonl", [{"instruction": "x"}])
-    tm = make_memory(memory_files, targets={"vi": "noid.jsonl"})
+    write_jsonl(memory_files / "dup.jsonl", [{"id": "e1", "instruction": "a"}, {"id": "e1", "instruction": "b"}])
+    tm = make_memory(memory_files, targets={"vi": "dup.jsonl"})
     with pytest.raises(OkapiError) as info:
-        tm.translate(["x"], "en", "vi")
-    assert info.value.message == "every translation-memory record needs an 'id'"
-    assert info.value.where == f"{memory_files / 'noid.jsonl'}:1"
+        tm.translate(["Say hello."], "en", "vi")
+    assert info.value.message == "duplicate id 'e1' in a translation memory"
+    assert info.value.where == f"{memory_files / 'dup.jsonl'}:2"
+
+
+def test_translation_memory_without_ids_aligns_by_position(tmp_path):
+    """Okapi's released files have no ids: the n-th record translates the n-th."""
+    write_jsonl(tmp_path / "en.jsonl", [{"instruction": "One.", "output": "1"}, {"instruction": "Two.", "output": "2"}])
+    write_jsonl(tmp_path / "vi.jsonl", [{"instruction": "Một.", "output": "1"}, {"instruction": "Hai.", "output": "2"}])
+    tm = make_memory(tmp_path, source="en.jsonl", targets={"vi": "vi.jsonl"})
+    assert tm.translate(["Two.", "One.", "Three."], "en", "vi") == ["Hai.", "Một.", None]
 
 
 # ---- reference chrF ranker ----------------------------------------------------------------------
@@ -106,69 +115,3 @@ def test_reference_chrf_needs_a_reference():
     assert info.value.message == "sample set 'no-ref' has no reference answer to rank against"
     with pytest.raises(OkapiError):
         ReferenceChrF().rank([sample_set(["x", "y"], reference="")])
-
-
-# ---- language fidelity ----------------------------------------------------------------------------
-
-VI = ["Nước sôi ở 100 độ C ở mực nước biển.", "Hôm nay trời đẹp và tôi muốn đi dạo trong công viên."]
-HI = "पानी समुद्र तल पर 100 डिग्री सेल्सियस पर उबलता है।"
-EN = "Water boils at one hundred degrees at sea level."
-
-
-class FakeModel:
-    def __init__(self, responses):
-        self.responses = responses
-        self.calls = []
-
-    def __call__(self, prompts):
-        self.calls.append(list(prompts))
-        assert len(prompts) == len(self.responses)
-        return list(self.responses)
-
-
-def target(tmp_path, language, generate, prompts=("p1", "p2")):
-    return EvalTarget(model="m", label="sft", language=language, work_dir=tmp_path, prompts=list(prompts),
-                      generate=generate)
-
-
-def test_language_fidelity_share_and_binomial_stderr(tmp_path):
-    responses = [VI[0], VI[1], HI, VI[0], EN, VI[1], "", VI[0]]  # 5 of 8 Vietnamese; empty is a miss
-    model = FakeModel(responses)
-    ev = LanguageFidelity(LanguageFidelity.Config(samples_per_prompt=4))
-    [score] = ev.evaluate(target(tmp_path, "vi", model))
-    assert model.calls == [["p1"] * 4 + ["p2"] * 4]
-    assert (score.task, score.metric, score.n) == ("language_fidelity", "fidelity", 8)
-    assert score.value == 5 / 8
-    assert score.stderr == pytest.approx(math.sqrt((5 / 8) * (3 / 8) / 8))
-    assert score.protocol == "py3langid; 4 sample(s) x 2 held-out prompts"
-    log = [json.loads(line) for line in (tmp_path / "language_fidelity.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [r["identified"] for r in log] == ["vi", "vi", "hi", "vi", "en", "vi", None, "vi"]
-    assert [r["prompt"] for r in log] == ["p1"] * 4 + ["p2"] * 4
-
-
-def test_language_fidelity_other_language_and_extremes(tmp_path):
-    ev = LanguageFidelity(LanguageFidelity.Config(samples_per_prompt=2))
-    [score] = ev.evaluate(target(tmp_path, "hi", FakeModel([HI, VI[0], EN, HI])))
-    assert (score.value, score.n) == (0.5, 4)
-    assert score.stderr == pytest.approx(0.25)
-    [score] = ev.evaluate(target(tmp_path, "hi", FakeModel([HI] * 4)))
-    assert (score.value, score.stderr) == (1.0, 0.0)
-    [score] = ev.evaluate(target(tmp_path, "en", FakeModel([VI[0]] * 4)))
-    assert (score.value, score.stderr) == (0.0, 0.0)
-
-
-def test_language_fidelity_min_chars(tmp_path):
-    ev = LanguageFidelity(LanguageFidelity.Config(samples_per_prompt=1, min_chars=20))
-    [score] = ev.evaluate(target(tmp_path, "vi", FakeModel([VI[0], "Chào"])))
-    assert score.value == 0.5
-
-
-def test_language_fidelity_errors(tmp_path):
-    ev = LanguageFidelity()
-    with pytest.raises(OkapiError) as info:
-        ev.evaluate(target(tmp_path, "vi", None))
-    assert info.value.message == "language_fidelity needs a generator for the model"
-    with pytest.raises(OkapiError) as info:
-        ev.evaluate(target(tmp_path, "vi", FakeModel([]), prompts=()))
-    assert info.value.message == "no held-out prompts in 'vi' to measure language fidelity on"
-    assert "instructions.holdout" in info.value.hint

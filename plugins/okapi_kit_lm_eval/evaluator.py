@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -11,10 +13,13 @@ from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_
 from okapi_kit import ComponentConfig, EvalTarget, Evaluator, OkapiError, Score
 from okapi_kit.components import InputPath
 
-from .tasks import TASKS, LocalTask, locate, write_task_yamls
+from .console import output_to
+from .tasks import STOCK, TASKS, LocalTask, locate, okapi_tasks_dir, write_task_yamls
 
 TaskName = Literal["arc", "hellaswag", "mmlu"]
 RESULTS_FILE = "lm_eval_results.json"
+LOG_FILE = "lm_eval.log"  # what lm-eval prints (progress, warnings) during an evaluation
+DATASETS_CACHE = "hf_datasets_cache"  # removed once the evaluation is over
 
 
 class FewShot(ComponentConfig):
@@ -89,6 +94,9 @@ class LmEvalEvaluator(Evaluator):
 
     lm-eval's results JSON is written to ``<work_dir>/lm_eval_results.json`` (and, with
     ``log_samples``, its per-item records to ``<work_dir>/lm_eval_samples_<task>.jsonl``).
+    What lm-eval prints while it runs (progress bars, warnings, its ``git describe``
+    probe) goes to ``<work_dir>/lm_eval.log``, not to the console, and the ``datasets``
+    cache built from the files is deleted when the evaluation ends.
     """
 
     name = "lm_eval"
@@ -111,24 +119,51 @@ class LmEvalEvaluator(Evaluator):
                              hint=errors[0].hint)
         return found
 
+    def check(self, language: str) -> None:
+        """Before any work: lm-eval with its okapi templates is installed, the files exist."""
+        okapi_dir = okapi_tasks_dir()
+        for task in self.config.tasks:
+            template = okapi_dir / STOCK[task][0]
+            if not template.is_file():
+                raise OkapiError(f"the installed lm-eval has no okapi template {template}",
+                                 where="lm_eval", hint="install lm-eval 0.4.x (pip install 'lm_eval[hf]')")
+        self.locate(language)
+
     def evaluate(self, target: EvalTarget) -> list[Score]:
-        cfg: LmEvalConfig = self.config
         local_tasks = self.locate(target.language)  # fail before any heavy import
+        work_dir = Path(target.work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        for stale in work_dir.glob("lm_eval_samples_*.jsonl"):
+            stale.unlink()
+        # The Arrow cache `datasets` builds from the files is needed only while lm-eval
+        # reads them; kept, one per evaluation would pile up in the run folder.
+        cache_dir = work_dir / DATASETS_CACHE
+        shutil.rmtree(cache_dir, ignore_errors=True)  # left by an interrupted evaluation
+        try:
+            with output_to(work_dir / LOG_FILE):
+                results = self._run(target, local_tasks, work_dir, cache_dir)
+        finally:
+            # ignore_errors: on Windows the still-mapped Arrow files cannot be deleted yet
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        if results is None:  # not rank 0 under a distributed launcher
+            return []
+        self._write_outputs(results, target, local_tasks, work_dir)
+        return self.scores(results, local_tasks)
+
+    def _run(self, target: EvalTarget, local_tasks: list[LocalTask], work_dir: Path,
+             cache_dir: Path) -> dict | None:
+        """Load the model and run lm-eval's ``simple_evaluate`` on the local task files."""
+        cfg: LmEvalConfig = self.config
 
         import lm_eval
         import torch
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
-        from lm_eval.utils import handle_non_serializable
         from okapi_kit_transformers.loading import load_causal_lm, load_tokenizer
+        from okapi_kit_transformers.tokens import TokenRule, rule_tokenizer
 
-        work_dir = Path(target.work_dir)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        okapi_dir = Path(lm_eval.tasks.__file__).parent / "okapi"
         task_dir = work_dir / "lm_eval_tasks"
-        for stale in work_dir.glob("lm_eval_samples_*.jsonl"):
-            stale.unlink()
-        write_task_yamls(local_tasks, task_dir, okapi_dir, cache_dir=work_dir / "hf_datasets_cache")
+        write_task_yamls(local_tasks, task_dir, okapi_tasks_dir(), cache_dir=cache_dir)
 
         device = cfg.device
         if device == "auto":
@@ -136,13 +171,21 @@ class LmEvalEvaluator(Evaluator):
         dtype = None if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
         model = load_causal_lm(target.model, trust_remote_code=target.trust_remote_code, dtype=dtype)
         model.to(device)
-        tokenizer = load_tokenizer(target.model, trust_remote_code=target.trust_remote_code)
+        # The shared token rule (okapi_kit_transformers.tokens): BOS if the tokenizer puts one,
+        # never an EOS it would append (HFLM's add_bos_token=True means all special tokens).
+        tokenizer = rule_tokenizer(load_tokenizer(target.model, trust_remote_code=target.trust_remote_code))
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.batch_size,
+                  add_bos_token=bool(TokenRule.of(tokenizer).start),
                   trust_remote_code=target.trust_remote_code)
+
+        # HFLM passes `disable=False` to its tqdm bars, so TQDM_DISABLE cannot reach them; its
+        # request methods take `disable_tqdm` instead (the bars would only clutter the log).
+        for method in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+            setattr(lm, method, functools.partial(getattr(lm, method), disable_tqdm=True))
 
         manager = TaskManager(include_path=str(task_dir), include_defaults=False)
         try:
-            results = lm_eval.simple_evaluate(
+            return lm_eval.simple_evaluate(
                 model=lm,
                 tasks=[t.lm_eval_name for t in local_tasks],
                 limit=cfg.limit,
@@ -156,10 +199,16 @@ class LmEvalEvaluator(Evaluator):
             raise OkapiError(
                 f"lm-eval failed on the files in {cfg.data_dir}: {type(exc).__name__}: {exc}",
                 where="lm_eval",
-                hint="check that the files follow the hub schemas (docs/plugins/lm_eval.md)",
+                hint="check that the files follow the hub schemas (docs/plugins/lm_eval.md); "
+                f"lm-eval's own output is in {work_dir / LOG_FILE}",
             ) from exc
-        if results is None:  # not rank 0 under a distributed launcher
-            return []
+
+    @staticmethod
+    def _write_outputs(results: dict, target: EvalTarget, local_tasks: list[LocalTask],
+                       work_dir: Path) -> None:
+        """lm-eval's results JSON (and per-item samples) in the work folder."""
+        from lm_eval.utils import handle_non_serializable
+
         results["config"]["model"] = target.model
         samples = results.pop("samples", None) or {}
         for name, rows in samples.items():
@@ -175,7 +224,6 @@ class LmEvalEvaluator(Evaluator):
         (work_dir / RESULTS_FILE).write_text(
             json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False),
             encoding="utf-8")
-        return self.scores(results, local_tasks)
 
     @staticmethod
     def scores(results: dict, local_tasks: list[LocalTask]) -> list[Score]:

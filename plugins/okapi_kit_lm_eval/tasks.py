@@ -15,6 +15,7 @@ This module imports nothing heavy (only the standard library and okapi_kit).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,15 @@ class LocalTask:
     @property
     def fewshot_source(self) -> str:
         return self.fewshot_file.name if self.fewshot_file else "same file, item itself left out"
+
+
+def okapi_tasks_dir() -> Path:
+    """lm-eval's ``tasks/okapi`` folder, found without importing lm-eval (which is slow)."""
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise OkapiError("lm-eval is not installed", where="lm_eval",
+                         hint="pip install 'lm_eval[hf]>=0.4.9'")
+    return Path(list(spec.submodule_search_locations)[0]) / "tasks" / "okapi"
 
 
 def _find(folder: Path, stem: str) -> Path | None:

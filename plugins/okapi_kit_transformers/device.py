@@ -1,17 +1,30 @@
-"""Device and dtype choice shared by this plugin's components."""
+"""Device and dtype choice shared by this plugin's components (names checked by ``options.py``)."""
 
 from __future__ import annotations
 
+from okapi_kit import OkapiError
+
 
 def pick_device(name: str = "auto") -> str:
+    """``auto`` becomes cuda when a GPU is present, else cpu; a named device must exist here."""
     import torch
 
-    if name != "auto":
-        return name
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            found = f"{count} CUDA GPU(s) found" if count else "no CUDA GPU found"
+            raise OkapiError(f"device {name!r} requested but {found}", hint="set device: auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise OkapiError("device 'mps' requested but Apple's MPS backend is not available",
+                         hint="set device: auto or cpu")
+    return name
 
 
 def pick_dtype(name: str, device: str):
+    """The torch dtype for a checked dtype name; ``auto`` is bf16 on a GPU that has it, else fp32."""
     import torch
 
     if name == "auto":

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,8 @@ def _no_mtime_notice(record: logging.LogRecord) -> bool:
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """No datasets or transformers progress bars while training (restored afterwards)."""
+    """No datasets or transformers progress bars while training (restored afterwards), and no
+    deprecation notice that TRL causes and a user cannot act on."""
     from datasets.utils import logging as ds_logging
     from transformers.utils import logging as tf_logging
 
@@ -194,7 +196,11 @@ def quiet() -> Iterator[None]:
     checkpoint_logger = logging.getLogger("transformers.trainer_utils")
     checkpoint_logger.addFilter(_no_mtime_notice)
     try:
-        yield
+        with warnings.catch_warnings():
+            # TRL's DPOTrainer calls transformers' renamed is_gradient_checkpointing
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
+            yield
     finally:
         checkpoint_logger.removeFilter(_no_mtime_notice)
         for was_enabled, enable in switches:

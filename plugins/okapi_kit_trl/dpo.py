@@ -40,12 +40,18 @@ class DPOTrainer(Trainer):
         import trl
         from datasets import Dataset
         from okapi_kit_transformers.loading import load_causal_lm, load_tokenizer
+        from okapi_kit_transformers.tokens import TokenRule, rule_tokenizer
 
         from . import common
 
         config: DPOConfig = self.config
         records = common.check_records(job.records, ("prompt", "chosen", "rejected"), self.name)
         tokenizer = load_tokenizer(job.model, trust_remote_code=job.trust_remote_code, padding_side="right")
+        # TRL's DPOTrainer tokenizes the texts itself (it appends EOS to chosen and rejected):
+        # a tokenizer that adds only what the shared rule adds makes its ids the rule's.
+        rule = TokenRule.of(tokenizer)
+        records = [{**r, "prompt": rule.without_start_text(r["prompt"])} for r in records]
+        trl_tokenizer = rule_tokenizer(tokenizer)
         reference = job.reference_model or job.model
 
         def build(kwargs, callbacks):
@@ -55,7 +61,7 @@ class DPOTrainer(Trainer):
             model = load_causal_lm(job.model, **load)
             ref_model = load_causal_lm(reference, **load)
             return trl.DPOTrainer(model=model, ref_model=ref_model, args=args,
-                                  train_dataset=Dataset.from_list(records), processing_class=tokenizer,
+                                  train_dataset=Dataset.from_list(records), processing_class=trl_tokenizer,
                                   callbacks=callbacks)
 
         return common.run(self.name, job, config, build, tokenizer)

@@ -34,19 +34,26 @@ class RewardTrainer(Trainer):
         import trl
         from datasets import Dataset
         from okapi_kit_transformers.loading import load_sequence_classifier, load_tokenizer
+        from okapi_kit_transformers.tokens import TokenRule
 
         from . import common
 
         config: RewardConfig = self.config
         records = common.check_records(job.records, ("prompt", "chosen", "rejected"), self.name)
         tokenizer = load_tokenizer(job.model, trust_remote_code=job.trust_remote_code, padding_side="right")
+        rule = TokenRule.of(tokenizer)
+        # Tokenized by the shared rule, as the reward_model reward source scores: BOS? + prompt +
+        # response + EOS. TRL takes chosen_ids / rejected_ids as already processed.
+        dataset = Dataset.from_list([{"chosen_ids": rule.sequence(r["prompt"], r["chosen"]),
+                                      "rejected_ids": rule.sequence(r["prompt"], r["rejected"])}
+                                     for r in records])
 
         def build(kwargs, callbacks):
             args = trl.RewardConfig(**kwargs, center_rewards_coefficient=config.center_rewards_coefficient)
             with _quiet_new_head():
                 model = load_sequence_classifier(job.model, trust_remote_code=job.trust_remote_code)
             model = model.to(torch.float32)
-            trainer = trl.RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
+            trainer = trl.RewardTrainer(model=model, args=args, train_dataset=dataset,
                                         processing_class=tokenizer, callbacks=callbacks)
             kept = len(trainer.train_dataset)
             if kept == 0:
