@@ -87,6 +87,15 @@ def okapi_build_model(spec: str, out_dir: Path) -> bool | None:
     """
 
 
+@hookspec(firstresult=True)
+def okapi_check_model(spec: str) -> bool | None:
+    """Check a ``scheme:`` model name this plugin builds, before any work is done.
+
+    Return True when the spec is valid, raise :class:`~okapi_kit.OkapiError` when this
+    plugin owns the scheme but the spec is wrong, and None when the scheme is not yours.
+    """
+
+
 @hookspec
 def okapi_register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``okapi-kit`` command group. Import heavy modules inside the command."""

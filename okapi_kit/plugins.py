@@ -83,7 +83,16 @@ def build_plugin_manager(*, load_entry_points: bool = True) -> OkapiPluginManage
         return pm
     allow, block = _names(ENV_ALLOW), _names(ENV_BLOCK) or set()
     seen: dict[str, str] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    found = list(entry_points(group=ENTRY_POINT_GROUP))
+    if allow is not None:
+        unknown = sorted(allow - {ep.name for ep in found})
+        if unknown:  # a typo here silently disables a plugin: say so, without stopping
+            import warnings
+
+            warnings.warn(f"{ENV_ALLOW} names {', '.join(map(repr, unknown))}, which no installed plugin "
+                          f"is called; installed: {', '.join(sorted({ep.name for ep in found}))}",
+                          UserWarning, stacklevel=2)
+    for ep in found:
         if ep.name in block or (allow is not None and ep.name not in allow):
             continue
         dist, version = _dist_of(ep)

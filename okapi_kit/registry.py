@@ -51,8 +51,12 @@ class Registry:
                              hint=did_you_mean(kind, self._entries))
         entry = self._entries[kind].get(name)
         if entry is None:
-            raise OkapiError(f"no {kind} named {name!r} is installed", where=where,
-                             hint=did_you_mean(name, self._entries[kind]))
+            hint = did_you_mean(name, self._entries[kind])
+            failed = _failed_plugins()
+            if failed:
+                hint += (f"; note that {len(failed)} plugin(s) failed to load and may provide it: "
+                         + "; ".join(failed) + " (see `okapi-kit plugins`)")
+            raise OkapiError(f"no {kind} named {name!r} is installed", where=where, hint=hint)
         return entry
 
     def entries(self, kind: str | None = None) -> list[Entry]:
@@ -91,6 +95,12 @@ class Registry:
                 del entries[name]
 
 
+def _failed_plugins() -> list[str]:
+    from .plugins import plugin_manager
+
+    return [f"{f.name} ({f.dist} {f.version}): {f.error.splitlines()[0][:200]}" for f in plugin_manager().failures]
+
+
 def create_component(reg: Registry, kind: str, name: str, options: dict, *, where: str,
                      base_dir: Path | None = None) -> Component:
     """Look a component up and validate its options against its own Config class."""
@@ -102,6 +112,6 @@ def create_component(reg: Registry, kind: str, name: str, options: dict, *, wher
     try:
         config = entry.cls.Config.model_validate(options or {}, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise pydantic_error(exc, source=where.split(":")[0] if ":" in where else "config",
+        raise pydantic_error(exc, source=where.split(":")[0] if ":" in where else "config", model=entry.cls.Config,
                              prefix=f"{where.split(': ')[-1]}.options") from None
     return entry.cls(config)

@@ -234,3 +234,51 @@ def test_two_runs_with_one_folder_name_keep_their_own_rows(tmp_path):
     db.replace_run("exp-a", [ResultRow(run="exp-a", value=0.5, run_dir=str(tmp_path / "A/exp"), **row)])
     db.replace_run("exp-b", [ResultRow(run="exp-b", value=0.7, run_dir=str(tmp_path / "B/exp"), **row)])
     assert sorted((r.run, r.value) for r in db.rows()) == [("exp-a", 0.5), ("exp-b", 0.7)]
+
+
+def test_secret_options_never_reach_manifest_files_or_fingerprints(tmp_path):
+    from pydantic import SecretStr
+
+    from okapi_kit.graph import Runner
+    from okapi_kit.pipeline import redacted_config
+    from okapi_kit.registry import Registry
+    from okapi_kit.ui import UI
+    from okapi_kit_translation_memory.translator import TranslationMemory, TranslationMemoryConfig
+
+    class KeyedConfig(TranslationMemoryConfig):
+        api_key: SecretStr
+
+    class KeyedMemory(TranslationMemory):
+        """A translation memory behind an API key (stands in for a paid translator)."""
+
+        name = "keyed_memory"
+        Config = KeyedConfig
+
+    reg = Registry()
+    for entry in registry().entries():
+        reg.add(entry.kind, entry.cls, plugin=entry.plugin)
+    reg.add("translator", KeyedMemory, plugin="test")
+    cfg = small(tmp_path)
+    data = {k: cfg[k] for k in ("name", "languages", "instructions", "translation")}
+    data["translation"]["translator"]["name"] = "keyed_memory"
+    data["evaluation"] = {"models": []}
+
+    def plan_with(key: str):
+        data["translation"]["translator"]["options"]["api_key"] = key
+        return build_plan(validate_config(data, "test"), base_dir=tmp_path, run_dir=tmp_path / "run", registry=reg)
+
+    secret = "sk-do-not-store-4242"
+    plan = plan_with(secret)
+    assert fingerprints(plan) == fingerprints(plan_with("sk-another-key"))
+
+    class Hooks:
+        def __getattr__(self, name):
+            return lambda **kw: None
+
+    class PM:
+        hook = Hooks()
+
+    Runner(plan, ui=UI(quiet=True), pm=PM(), config_dump=redacted_config(plan)).run()
+    written = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert written and not [p for p in written if secret.encode() in p.read_bytes()]
+    assert (tmp_path / "run/records/translations/vi.jsonl").exists()

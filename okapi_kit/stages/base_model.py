@@ -20,6 +20,20 @@ def plan(p: Plan) -> None:
     if not is_built_spec(spec):
         p.supply_model(Model("base"), spec, "base_model")
         return
+    from ..plugins import plugin_manager
+
+    try:
+        known = plugin_manager().hook.okapi_check_model(spec=spec)
+    except OkapiError as exc:
+        p.problems.append(OkapiError(exc.message, where=f"{p.source_name}: base_model", hint=exc.hint))
+        p.not_planned(Model("base"))
+        return
+    if not known:
+        p.problem(f"no plugin builds models named like {spec!r}", where="base_model",
+                  hint="tiny:<arch> needs the okapi_kit_transformers plugin; other schemes need a plugin "
+                       "that implements okapi_check_model and okapi_build_model")
+        p.not_planned(Model("base"))
+        return
     p.add(Unit("base_model", NAME, VERSION, reads={"base_model": spec, "seed": p.cfg.seed},
                consumes=[], produces=[Model("base")], run=build))
 

@@ -34,6 +34,17 @@ def okapi_build_model(spec: str, out_dir: Path):
 
 
 @hookimpl
+def okapi_check_model(spec: str):
+    """``tiny:`` specs are checked (sizes, architecture) without importing torch."""
+    if not spec.startswith("tiny:"):
+        return None
+    from .tiny import validate_tiny_spec
+
+    validate_tiny_spec(spec)
+    return True
+
+
+@hookimpl
 def okapi_register_commands(cli: click.Group):
     cli.add_command(tiny_model_cmd)
 
