@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import OkapiError, did_you_mean
 from .languages import get_language
-from .yamlfile import load_mapping
 
 
 class Strict(BaseModel):
@@ -157,10 +157,13 @@ class PipelineConfig(Strict):
     def _methods(self) -> PipelineConfig:
         labels = [a.method for a in self.alignment]
         if len(set(labels)) != len(labels):
-            raise ValueError("two alignment entries share one method label")
+            twice = next(x for x in labels if labels.count(x) > 1)
+            raise ValueError(f"two alignment entries have method {twice!r}: each method label names "
+                             "one aligned model")
         keys = [e.key for e in self.evaluation.evaluators]
         if len(set(keys)) != len(keys):
-            raise ValueError("two evaluators share one name; give one of them a `label`")
+            twice = next(x for x in keys if keys.count(x) > 1)
+            raise ValueError(f"two evaluation.evaluators are named {twice!r}; give one of them a `label`")
         known = {"base", "sft", *labels, *self.models}
         for m in self.evaluation.models:
             if m not in known:
@@ -232,10 +235,41 @@ def _model_in(annotation: Any, typing: Any) -> Any:
     return None
 
 
+# pydantic names the member of a union that failed in the error's location (``str``,
+# ``list[str]``, ``constrained-int``, ``literal['auto']``): not a key the user wrote.
+_UNION_TAG = re.compile(r"^(str|int|float|bool|bytes|none|(constrained|function|is|lax|literal|list|dict|set|"
+                        r"frozenset|tuple|nullable|union|chain|default|json|tagged)[-\[].*)$")
+
+
+def _is_tag(part: Any) -> bool:
+    return isinstance(part, str) and bool(_UNION_TAG.match(part))
+
+
+def _merge_unions(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One error per value that fits no member of a union (``str | list[str]`` given a number),
+    not one per member; union members are dropped from every location."""
+    out: list[dict[str, Any]] = []
+    unions: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        member = bool(loc) and _is_tag(loc[-1]) and err["type"] not in ("extra_forbidden", "missing")
+        plain = tuple(part for part in loc[:-1] if not _is_tag(part)) + (() if member else loc[-1:])
+        if not member:
+            out.append({**err, "loc": plain})
+            continue
+        wanted = err["msg"].removeprefix("Input should be ")
+        if plain in unions:
+            unions[plain]["msg"] += f" or {wanted}"
+            continue
+        unions[plain] = {**err, "loc": plain, "msg": f"Input should be {wanted}"}
+        out.append(unions[plain])
+    return out
+
+
 def pydantic_problems(exc: ValidationError, *, source: str, prefix: str = "",
                       model: Any = None) -> list[OkapiError]:
     """Every validation error, each as an OkapiError naming its key path."""
-    return [_one_problem(err, source=source, prefix=prefix, fields=model) for err in exc.errors()]
+    return [_one_problem(err, source=source, prefix=prefix, fields=model) for err in _merge_unions(exc.errors())]
 
 
 def pydantic_error(exc: ValidationError, *, source: str, prefix: str = "", model: Any = None) -> OkapiError:
@@ -258,7 +292,8 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise OkapiError(f"--set {dotted}: {part!r} is not an index of that list")
+                raise OkapiError(f"--set {dotted}: {part!r} is not an index of that list",
+                                 hint=f"the list has {len(node)} item(s), numbered from 0")
             key: Any = int(part)
         elif isinstance(node, dict):
             key = part
@@ -272,8 +307,9 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
             child = {"name": child}
         elif not isinstance(child, dict | list):
             if child is not None:
-                raise OkapiError(f"--set {dotted}: {'.'.join(parts[:i + 1])} is a "
-                                 f"{type(child).__name__}, not a section")
+                here = ".".join(parts[:i + 1])
+                raise OkapiError(f"--set {dotted}: {here} holds the value {child!r}, not a section",
+                                 hint=f"set it whole: --set {here}=VALUE")
             child = {}
         node[key] = child
         node = child
@@ -295,7 +331,13 @@ def load_config_data(path: Path, overrides: list[str] = ()) -> dict[str, Any]:
     path = Path(path).expanduser()
     if not path.exists():
         raise OkapiError(f"config file not found: {path}", hint="create one with `okapi-kit init`")
-    data = load_mapping(path, "a config")
+    from .yamlfile import load_yaml
+
+    data = load_yaml(path, "config file")
+    if not isinstance(data, dict):
+        what = "this file is empty" if data is None else f"this file holds a {type(data).__name__}"
+        raise OkapiError(f"a config must be a YAML mapping of keys to values; {what}", where=str(path),
+                         hint="`okapi-kit init` writes a starter config")
     for item in overrides:
         key, value = parse_set(item)
         set_dotted(data, key, value)
@@ -304,20 +346,32 @@ def load_config_data(path: Path, overrides: list[str] = ()) -> dict[str, Any]:
 
 def validate_config(data: dict[str, Any], source: str) -> PipelineConfig:
     """Validate config data; every problem is reported at once."""
+    from .errors import raise_all
+
+    problems = _language_problems(data, source)  # also when other keys are wrong: all at once
     try:
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        raise pydantic_error(exc, source=source, model=PipelineConfig) from None
-    from .errors import raise_all
-
-    problems = []
-    for i, code in enumerate([cfg.source_language, *cfg.languages]):
-        try:
-            get_language(code, where=f"{source}: " + ("source_language" if i == 0 else f"languages[{i - 1}]"))
-        except OkapiError as exc:
-            problems.append(exc)
+        raise_all(pydantic_problems(exc, source=source, model=PipelineConfig) + problems)
+        raise  # pragma: no cover - raise_all raised
     raise_all(problems)
     return cfg
+
+
+def _language_problems(data: dict[str, Any], source: str) -> list[OkapiError]:
+    """Unknown language codes among ``source_language`` and ``languages`` (strings only: a value
+    of the wrong type is pydantic's to report)."""
+    codes = [("source_language", data.get("source_language", "en"))]
+    if isinstance(data.get("languages"), list):
+        codes += [(f"languages[{i}]", code) for i, code in enumerate(data["languages"])]
+    problems = []
+    for key, code in codes:
+        if isinstance(code, str):
+            try:
+                get_language(code, where=f"{source}: {key}")
+            except OkapiError as exc:
+                problems.append(exc)
+    return problems
 
 
 def load_config(path: Path, overrides: list[str] = ()) -> tuple[PipelineConfig, Path]:
