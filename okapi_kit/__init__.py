@@ -7,10 +7,12 @@ and the one user-facing error type. See docs/writing-a-plugin.md.
 from __future__ import annotations
 
 from .components import (
+    NOT_IN_FINGERPRINT,
     Component,
     ComponentConfig,
     EvalTarget,
     Evaluator,
+    Failed,
     InputPath,
     InstructionGenerator,
     Ranker,
@@ -30,7 +32,7 @@ from .records import Instruction, PreferencePair, Ranking, SampleSet
 __version__ = "0.1.0"
 
 __all__ = [
-    "Component", "ComponentConfig", "EvalTarget", "Evaluator", "InputPath", "Instruction",
+    "NOT_IN_FINGERPRINT", "Component", "ComponentConfig", "EvalTarget", "Evaluator", "Failed", "InputPath", "Instruction",
     "InstructionGenerator", "OkapiError", "PreferencePair", "Ranker", "Ranking",
     "RewardSource", "SampleSet", "Sampler", "Score", "Stage", "Trainer", "TrainJob", "TrainResult",
     "Translator", "__version__", "hookimpl",

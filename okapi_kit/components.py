@@ -34,9 +34,26 @@ InputPath = Annotated[Path, AfterValidator(_resolve_input)]
 
 
 class ComponentConfig(BaseModel):
-    """Options of a component. Unknown keys are errors."""
+    """Options of a component. Unknown keys are errors.
+
+    Every option enters the fingerprint of the units that use the component, except those
+    declared with ``Field(..., json_schema_extra=NOT_IN_FINGERPRINT)``: options that cannot
+    change a result (concurrency, timeouts, a cache's location), so changing them re-runs nothing.
+    """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+NOT_IN_FINGERPRINT: dict[str, Any] = {"fingerprint": False}
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Returned by a component in place of one result it could not produce (an API error,
+    unparsable judge output). The stage keeps the other results, records the reason in its
+    failures file and fails; the next run asks again for the failed items only."""
+
+    reason: str
 
 
 class Component:

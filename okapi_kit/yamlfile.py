@@ -39,13 +39,13 @@ def read_text(path: Path, what: str = "file") -> str:
     """A user's text file as UTF-8; every failure is one OkapiError naming the file."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise OkapiError(f"{what} not found: {path}")
+        raise OkapiError(f"no such file (expected {what})", where=str(path))
     if path.is_dir():
-        raise OkapiError(f"{what} {path} is a folder, not a file")
+        raise OkapiError(f"a folder, not a file (expected {what})", where=str(path))
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise OkapiError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise OkapiError(f"cannot read {what}: {exc.strerror}", where=str(path)) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

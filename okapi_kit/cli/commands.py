@@ -39,6 +39,11 @@ def execute(data: dict[str, Any], *, source: str, base_dir: Path, run_dir: Path 
     quiet_libraries()
     cfg = validate_config(data, source)
     run_dir = (run_dir.expanduser() if run_dir else Path("runs") / cfg.name).resolve()
+    check_run_dir(run_dir)
+    if db is not None:  # checked even when this run stores no results: the user named it
+        from ..leaderboard import ResultsStore
+
+        ResultsStore.check(db.expanduser())
     ui = UI(quiet=quiet)
     pipeline = Pipeline(cfg, base_dir=base_dir, run_dir=run_dir, ui=ui, source=source,
                         db_path=db.expanduser().resolve() if db else None)
@@ -54,12 +59,22 @@ def execute(data: dict[str, Any], *, source: str, base_dir: Path, run_dir: Path 
     return pipeline
 
 
-run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+def check_run_dir(run_dir: Path) -> None:
+    """A run folder must be a folder, or a path where one can be made."""
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    if not existing.is_dir():
+        what = "is a file" if existing == run_dir else f"is inside {existing}, which is a file"
+        raise OkapiError(f"the run folder {what}", where=str(run_dir),
+                         hint="give the path of a folder (it is made if missing)")
+
+
+# Paths are checked by okapi-kit, not by click: its messages are not one "error:" line.
+run_dir_option = click.option("--run-dir", type=click.Path(path_type=Path),
                               help="Where records, models and the manifest go (default: runs/<name>).")
 fresh_option = click.option("--fresh", is_flag=True,
                             help="Delete this run folder's previous results and start over "
                                  "(only after the config is checked).")
-db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
+db_option = click.option("--db", type=click.Path(path_type=Path),
                          help="Results database (default: leaderboard.sqlite beside the run folder).")
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
                           help="Override a config value, e.g. --set sft.trainer.options.num_epochs=1 "
@@ -68,7 +83,7 @@ quiet_option = click.option("--quiet", is_flag=True, help="Print only errors.")
 
 
 @click.command("run")
-@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config", required=False, type=click.Path(path_type=Path))
 @run_dir_option
 @fresh_option
 @db_option
@@ -109,7 +124,7 @@ def _print_summary(summary: list[dict], seconds: float, run_dir: Path) -> None:
 
 
 @click.command("validate")
-@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config", type=click.Path(path_type=Path))
 @set_option
 def validate_cmd(config: Path, overrides: tuple[str, ...]) -> None:
     """Check a config without running anything; every problem is reported at once.
@@ -152,11 +167,18 @@ def init_cmd(path: Path, force: bool) -> None:
         raise OkapiError(f"{config} exists", hint="use --force to overwrite it, or give another path")
     if data_dir.exists() and not force and any(data_dir.iterdir()):
         raise OkapiError(f"{data_dir} exists and is not empty", hint="use --force, or give another path")
+    existing = next(p for p in (config.parent, *config.parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise OkapiError(f"cannot write {config}: {existing} is a file", hint="give a folder or a .yaml path")
     demo_data = Path(str(files("okapi_kit").joinpath("demo", "data")))
-    config.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(demo_data, data_dir, dirs_exist_ok=True)
     text = files("okapi_kit").joinpath("templates", "starter.yaml").read_text(encoding="utf-8")
-    config.write_text(text, encoding="utf-8")
+    try:
+        config.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(demo_data, data_dir, dirs_exist_ok=True)
+        config.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OkapiError(f"cannot write the starter project: {exc.strerror}", where=str(exc.filename or config),
+                         hint="give a path in a folder you can write to") from None
     click.echo(f"wrote {config} and sample data in {data_dir}\n"
                f"next: okapi-kit validate {config} && okapi-kit run {config}\n"
                "for real data, change base_model, languages and the paths under instructions, "

@@ -17,7 +17,7 @@ import click
 from ..errors import OkapiError
 from .commands import db_option, execute, fresh_option, quiet_option, run_dir_option, set_option
 
-options_option = click.option("--options", "options_file", type=click.Path(dir_okay=False, path_type=Path),
+options_option = click.option("--options", "options_file", type=click.Path(path_type=Path),
                               help="YAML file with the component's options (what a config puts "
                                    "under `options:`).")
 
@@ -25,14 +25,32 @@ options_option = click.option("--options", "options_file", type=click.Path(dir_o
 def _languages(value: str, where: str) -> list[str]:
     langs = [x.strip() for x in value.split(",") if x.strip()]
     if not langs:
-        raise OkapiError(f"{where} names no language", hint="e.g. --to vi,bn")
+        raise OkapiError(f"{where} names no language", hint=f"e.g. {where} vi,bn")
     return langs
 
 
-def _cli_path(value: str) -> str:
-    """A command-line path, absolute (relative to the working directory) when it exists."""
+def _cli_path(value: str, option: str = "", what: str = "file", folder: bool = False) -> str:
+    """A command-line path, absolute (relative to the working directory) when it exists.
+
+    One that does not exist but is plainly a path (``./x``, ``x.json``, ``runs/x`` with ``runs/``
+    here) is an error naming ``option``; anything else is passed on as a hub id."""
+    from ..graph.planner import looks_like_path
+
     path = Path(value).expanduser()
-    return str(path.resolve()) if path.exists() else value
+    if folder and path.is_file():
+        raise OkapiError(f"{value} is a file, not a {what}", where=option)
+    if path.exists():
+        return str(path.resolve())
+    if option and (looks_like_path(value) or path.suffix in (".json", ".jsonl", ".parquet", ".yaml")
+                   or (len(path.parts) > 1 and path.parent.is_dir())):
+        raise OkapiError(f"{what} not found: {value}", where=option,
+                         hint=f"paths on the command line are taken from the working directory ({Path.cwd()})")
+    return value
+
+
+def _source(command: str, options_file: Path | None) -> str:
+    """How messages name what they are about: the command, and the options file if any."""
+    return f"{command} (options from {options_file})" if options_file else command
 
 
 def _options(options_file: Path | None) -> tuple[dict[str, Any], Path]:
@@ -69,7 +87,7 @@ def _lang_from_name(path: str) -> str | None:
               help="Evaluator(s) to run (repeatable; default: lm_eval).")
 @click.option("--prompts", "prompts", multiple=True, metavar="LANG=FILE",
               help="Held-out prompts for generation-based evaluators such as language_fidelity.")
-@click.option("--options", "options_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--options", "options_file", type=click.Path(path_type=Path),
               help="YAML file with each evaluator's options, keyed by evaluator name.")
 @click.option("--name", default="evaluate", show_default=True, help="The run's name in the leaderboard.")
 @set_option
@@ -90,32 +108,63 @@ def evaluate_cmd(models, labels, languages, evaluators, prompts, options_file, n
     """
     if labels and len(labels) != len(models):
         raise OkapiError(f"{len(labels)} --label for {len(models)} --model", hint="give one --label per --model")
+    from ..graph import check_name
+    from ..stages.supplied import MODEL_LABELS_RESERVED
+
+    for label in labels:
+        check_name(label, where="--label", reserved=MODEL_LABELS_RESERVED)
+    check_name(name, where="--name", reserved=frozenset())
     names = list(labels) or [_default_label(m, i) for i, m in enumerate(models)]
     if len(set(names)) != len(names):
         raise OkapiError(f"two models get the label {next(n for n in names if names.count(n) > 1)!r}",
                          hint="give each --model its own --label")
     options, base_dir = _options(options_file)
     chosen = list(evaluators) or ["lm_eval"]
-    for key in options:
+    for key, section in options.items():
         if key not in chosen:
             raise OkapiError(f"the options file has a section {key!r}, but that evaluator is not chosen",
                              where=str(options_file), hint=f"chosen evaluators: {', '.join(chosen)}")
+        if section is not None and not isinstance(section, dict):
+            raise OkapiError(f"the section {key!r} must be a mapping of {key}'s options, not a "
+                             f"{type(section).__name__}", where=str(options_file),
+                             hint=f"e.g. {key}: {{option: value}}")
     eval_prompts: dict[str, str] = {}
     for item in prompts:
         lang, sep, file = item.partition("=")
         if not sep or not lang or not file:
             raise OkapiError(f"--prompts {item!r} is not LANG=FILE", hint="e.g. --prompts vi=prompts_vi.jsonl")
-        eval_prompts[lang] = _cli_path(file)
+        eval_prompts[lang] = _cli_path(file, "--prompts")
+    langs = _languages(languages, "--languages")
+    _need_prompts(chosen, langs, eval_prompts)
     data = {
         "name": name,
-        "languages": _languages(languages, "--languages"),
-        "models": {label: _cli_path(m) for label, m in zip(names, models)},
+        "languages": langs,
+        "models": {label: _cli_path(m, "--model", "model folder", folder=True) for label, m in zip(names, models)},
         "data": {"eval_prompts": eval_prompts},
         "evaluation": {"models": names, "evaluators": [
             {"name": e, "options": options.get(e) or {}} for e in chosen]},
     }
-    execute(_apply(data, overrides), source="okapi-kit evaluate", base_dir=base_dir, run_dir=run_dir, db=db,
-            fresh=fresh, quiet=quiet)
+    execute(_apply(data, overrides), source=_source("okapi-kit evaluate", options_file), base_dir=base_dir,
+            run_dir=run_dir, db=db, fresh=fresh, quiet=quiet)
+
+
+def _need_prompts(chosen: list[str], langs: list[str], eval_prompts: dict[str, str]) -> None:
+    """Evaluators that score responses to held-out prompts need --prompts in every language."""
+    from ..languages import LANGUAGES
+    from ..plugins import registry
+
+    langs = [lang for lang in langs if lang in LANGUAGES]  # an unknown code is reported with the config
+    reg = registry()
+    for name in chosen:
+        try:
+            cls = reg.get("evaluator", name).cls
+        except OkapiError:
+            continue  # an unknown name is reported with the rest of the config
+        missing = [lang for lang in langs if lang not in eval_prompts]
+        if cls.uses_generations and missing:
+            raise OkapiError(f"evaluator {name!r} scores responses to held-out prompts, but no prompts are "
+                             f"given in {', '.join(map(repr, missing))}", where="--prompts",
+                             hint=f"add --prompts {missing[0]}=FILE (instructions in that language, JSON or JSONL)")
 
 
 def _default_label(model: str, i: int) -> str:
@@ -128,7 +177,7 @@ def _default_label(model: str, i: int) -> str:
 @click.option("--model", required=True, metavar="PATH_OR_ID", help="The model to start from.")
 @click.option("--data", "data_files", multiple=True, required=True, metavar="FILE",
               help="Training data: JSONL, JSON, an Okapi-format file or a datasets folder (repeatable).")
-@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=click.Path(path_type=Path),
               help="Run folder; the model goes to OUTPUT/models/<method>.")
 @click.option("--language", default=None, metavar="CODE",
               help="Language of the data (default: from Okapi file names like r_vi.json, else en).")
@@ -152,17 +201,18 @@ def train_cmd(method, model, data_files, output, language, reward, options_file,
     entry = registry().get("trainer", method, where="okapi-kit train METHOD")
     options, base_dir = _options(options_file)
     lang = language or _lang_from_name(data_files[0]) or "en"
-    files = [_cli_path(f) for f in data_files]
+    files = [_cli_path(f, "--data") for f in data_files]
     trainer = {"name": method, "options": options}
     data: dict[str, Any] = {"name": f"train-{method}", "languages": [lang],
                             "evaluation": {"models": [], "evaluators": []}}
     cls = entry.cls
     if getattr(cls, "produces", "policy") == "reward_model":
-        data.update(models={"sft": _cli_path(model)}, data={"rankings": {lang: files}},
+        data.update(models={"sft": _cli_path(model, "--model", "model folder", folder=True)}, data={"rankings": {lang: files}},
                     reward_model={"trainer": trainer})
         label = "rm"
     elif cls.data == "sft":
-        data.update(base_model=_cli_path(model), data={"translations": {lang: files}}, sft={"trainer": trainer})
+        data.update(base_model=_cli_path(model, "--model", "model folder", folder=True), data={"translations": {lang: files}},
+                    sft={"trainer": trainer})
         label = "sft"
     else:
         kind = "prompts" if cls.data == "prompts" else "rankings"
@@ -170,12 +220,14 @@ def train_cmd(method, model, data_files, output, language, reward, options_file,
         if cls.data == "prompts":
             if reward is None:
                 raise OkapiError(f"trainer {method!r} learns from a reward", hint="give --reward PATH_OR_ID")
-            align["reward"] = {"name": "reward_model", "options": {"path": _cli_path(reward)}}
-        data.update(models={"sft": _cli_path(model)}, data={kind: {lang: files}}, alignment=[align])
+            align["reward"] = {"name": "reward_model", "options": {"path": _cli_path(reward, "--reward", "model folder", folder=True)}}
+        data.update(models={"sft": _cli_path(model, "--model", "model folder", folder=True)}, data={kind: {lang: files}},
+                    alignment=[align])
         label = method
     if reward is not None and cls.data != "prompts":
         raise OkapiError(f"trainer {method!r} takes no reward", where="--reward")
-    execute(_apply(data, overrides), source=f"okapi-kit train {method}", base_dir=base_dir, run_dir=output,
+    execute(_apply(data, overrides), source=_source(f"okapi-kit train {method}", options_file), base_dir=base_dir,
+            run_dir=output,
             db=None, fresh=fresh, quiet=quiet, leaderboard=False)
     click.echo(f"model: {output.expanduser().resolve() / 'models' / label}")
 
@@ -185,7 +237,7 @@ def train_cmd(method, model, data_files, output, language, reward, options_file,
 @click.option("--to", "targets", required=True, metavar="vi,bn", help="Target languages.")
 @click.option("--translator", required=True, metavar="NAME", help="A registered translator.")
 @click.option("--source-language", default="en", show_default=True)
-@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=click.Path(path_type=Path),
               help="Run folder; translations go to OUTPUT/records/translations/<lang>.jsonl.")
 @options_option
 @set_option
@@ -203,10 +255,11 @@ def translate_cmd(input_path, targets, translator, source_language, output, opti
     options, base_dir = _options(options_file)
     langs = _languages(targets, "--to")
     data = {"name": "translate", "languages": langs, "source_language": source_language,
-            "instructions": {"path": _cli_path(input_path)},
+            "instructions": {"path": _cli_path(input_path, "INPUT")},
             "translation": {"translator": {"name": translator, "options": options}, "train_on_source": False},
             "evaluation": {"models": [], "evaluators": []}}
-    execute(_apply(data, overrides), source="okapi-kit translate", base_dir=base_dir, run_dir=output, db=None,
+    execute(_apply(data, overrides), source=_source("okapi-kit translate", options_file), base_dir=base_dir,
+            run_dir=output, db=None,
             fresh=fresh, quiet=quiet, leaderboard=False)
     for lang in langs:
         click.echo(f"{lang}: {output.expanduser().resolve() / 'records' / 'translations' / f'{lang}.jsonl'}")
@@ -217,7 +270,7 @@ def translate_cmd(input_path, targets, translator, source_language, output, opti
 @click.option("--ranker", required=True, metavar="NAME", help="A registered ranker.")
 @click.option("--language", default=None, metavar="CODE",
               help="Language of the samples (default: from the file name, else en).")
-@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=click.Path(path_type=Path),
               help="Run folder; rankings go to OUTPUT/records/rankings/<lang>.jsonl.")
 @options_option
 @set_option
@@ -232,9 +285,10 @@ def rank_cmd(input_path, ranker, language, output, options_file, overrides, fres
     """
     options, base_dir = _options(options_file)
     lang = language or _lang_from_name(input_path) or "en"
-    data = {"name": "rank", "languages": [lang], "data": {"samples": {lang: _cli_path(input_path)}},
+    data = {"name": "rank", "languages": [lang], "data": {"samples": {lang: _cli_path(input_path, "INPUT")}},
             "ranking": {"ranker": {"name": ranker, "options": options}},
             "evaluation": {"models": [], "evaluators": []}}
-    execute(_apply(data, overrides), source="okapi-kit rank", base_dir=base_dir, run_dir=output, db=None,
+    execute(_apply(data, overrides), source=_source("okapi-kit rank", options_file), base_dir=base_dir,
+            run_dir=output, db=None,
             fresh=fresh, quiet=quiet, leaderboard=False)
     click.echo(f"{lang}: {output.expanduser().resolve() / 'records' / 'rankings' / f'{lang}.jsonl'}")

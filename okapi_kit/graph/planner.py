@@ -17,6 +17,9 @@ from .artifacts import Artifact, Model, RunLayout
 from .fingerprint import ContentHasher, hub_identity
 from .unit import Unit
 
+# The producer of an artifact whose stage could not be planned (a problem was reported).
+NOT_PLANNED = "<not planned>"
+
 
 @dataclass
 class Source:
@@ -54,6 +57,7 @@ class Plan:
         self.problems: list[OkapiError] = []
         self._components: dict[str, Component] = {}
         self._failed: set[str] = set()
+        self._needed: dict[Artifact, list[str]] = {}  # missing artifact -> the units that need it
         self.hasher = ContentHasher()
 
     # ------------------------------------------------------------ building
@@ -83,17 +87,26 @@ class Plan:
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base_dir / path
 
+    def not_planned(self, *arts: Artifact) -> None:
+        """What a stage would have produced had its part of the config no problem: later
+        stages plan on as if it existed, so that one mistake is reported once, not once more
+        by every stage after it. A plan with such artifacts always has problems: it never runs."""
+        for art in arts:
+            self.sources.setdefault(art, Source(None, producer=NOT_PLANNED))
+
     def supply_model(self, art: Model, spec: str, where: str) -> None:
         """A model the user has: a local folder (relative to the config) or a hub id."""
         local = self.resolve_path(spec)
         if local.exists():
             if not local.is_dir():
                 self.problem(f"model path {spec!r} is a file, not a model folder", where=where)
+                self.not_planned(art)
                 return
             self.sources[art] = Source(local, ref=str(local), where=where)
-        elif looks_like_path(spec) or is_built_spec(spec):
+        elif looks_like_path(spec) or is_built_spec(spec) or _in_local_folder(spec, local, self.base_dir):
             self.problem(f"model path does not exist: {spec}", where=where,
                          hint=f"relative paths are taken from {self.base_dir}; give a local folder or a hub id")
+            self.not_planned(art)
         else:
             self.sources[art] = Source(None, ref=spec, identity=hub_identity(spec), where=where)
 
@@ -101,12 +114,14 @@ class Plan:
         self.sources[art] = Source(path, where=where)
 
     def add(self, unit: Unit) -> Unit | None:
-        """Add a unit whose consumed artifacts are all available; report the first that is not."""
-        for art in unit.consumes:
-            if art not in self.sources:
-                self.problem(f"{unit.key} needs {art}, which no stage produces and the config does "
-                             f"not supply", where=unit.key, hint=_supply_hint(art))
-                return None
+        """Add a unit whose consumed artifacts are all available; a missing one is reported
+        by :meth:`check`, once for all the units that need it."""
+        missing = [art for art in unit.consumes if art not in self.sources]
+        if missing:
+            for art in missing:
+                self._needed.setdefault(art, []).append(unit.key)
+            self.not_planned(*unit.produces)
+            return None
         for art in unit.produces:
             self.sources[art] = Source(self.layout.path(art, _producer_prefix(unit)), producer=unit.key,
                                        ref=str(self.layout.path(art, _producer_prefix(unit))))
@@ -117,7 +132,22 @@ class Plan:
         return art in self.sources
 
     def check(self) -> Plan:
-        raise_all(self.problems)
+        problems = list(self.problems)
+        # one problem per missing family (the translations in every language, model sft in
+        # every scope), naming the units that need it
+        families: dict[tuple[Any, ...], tuple[list[Artifact], list[str]]] = {}
+        for art, users in self._needed.items():
+            arts, needers = families.setdefault(_family(art), ([], []))
+            arts.append(art)
+            needers += [u for u in users if u not in needers]
+        for arts, users in families.values():
+            shown = ", ".join(users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+            problems.append(OkapiError(
+                f"{shown} need{'s' if len(users) == 1 else ''} {', '.join(map(str, arts))}, which no stage "
+                "produces and the config does not supply", where=self.source_name, hint=_supply_hint(arts)))
+        raise_all(problems)
+        if any(s.producer == NOT_PLANNED for s in self.sources.values()):  # pragma: no cover - a bug
+            raise AssertionError("a stage left an artifact unplanned without reporting a problem")
         return self
 
     # ------------------------------------------------------------ resolving at run time
@@ -148,6 +178,11 @@ class Plan:
         return [scope] if scope else list(self.cfg.languages)
 
 
+def _in_local_folder(spec: str, local: Path, base_dir: Path) -> bool:
+    """``models/sft`` names a folder inside ``models/`` when that folder exists: a path, not a hub id."""
+    return not Path(spec).expanduser().is_absolute() and local.parent != base_dir and local.parent.is_dir()
+
+
 def _producer_prefix(unit: Unit) -> str:
     """Core stages write to the standard places; a plugin stage's outputs go under its name."""
     from ..stages import CORE_STAGES
@@ -155,12 +190,26 @@ def _producer_prefix(unit: Unit) -> str:
     return "" if unit.stage in CORE_STAGES else unit.stage
 
 
-def _supply_hint(art: Artifact) -> str:
+def _family(art: Artifact) -> tuple[Any, ...]:
+    from .artifacts import Records
+
+    if isinstance(art, Records):
+        return ("records", art.kind, art.variant)
+    if isinstance(art, Model):
+        return ("model", art.label)
+    return ("scores", str(art))
+
+
+def _supply_hint(arts: list[Artifact]) -> str:
     from .artifacts import Records, Scores
 
+    art = arts[0]
     if isinstance(art, Records):
         key = {"translations": "data.translations", "eval_prompts": "data.eval_prompts",
                "samples": "data.samples", "rankings": "data.rankings", "prompts": "data.prompts"}.get(art.kind)
+        if key and len(arts) > 1:
+            langs = ", ".join(a.lang for a in arts if isinstance(a, Records))
+            return f"add the stage that makes them, or give your own files under {key}.<lang> ({langs})"
         if key:
             return f"add the stage that makes it, or give your own file under {key}.{art.lang}"
         return "add the stage that makes it"

@@ -28,11 +28,17 @@ class Manifest:
         if path.exists():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
+            except IsADirectoryError:
+                raise OkapiError("the run manifest is a folder, not a file", where=str(path),
+                                 hint="move that folder away, or choose another run folder") from None
+            except OSError as exc:
+                raise OkapiError(f"cannot read the run manifest: {exc.strerror}", where=str(path),
+                                 hint="check its permissions, or choose another run folder") from None
             except (json.JSONDecodeError, UnicodeDecodeError):
                 data = None
             if not isinstance(data, dict) or not isinstance(data.get("units", {}), dict):
                 raise OkapiError("the run manifest is corrupt", where=str(path),
-                                 hint="rerun with --fresh to start this run over, or choose another --run-dir")
+                                 hint="rerun with --fresh to start this run over, or choose another run folder")
             self.data = data
             self.data["version"] = MANIFEST_VERSION
 
@@ -63,7 +69,7 @@ class RunLock:
             holder = self._fh.read().strip() or "another process"
             self._fh.close()
             raise OkapiError(f"the run folder {self.path.parent} is in use by {holder}",
-                             hint="wait for that run to finish, or give this one another --run-dir") from None
+                             hint="wait for that run to finish, or give this one another run folder") from None
         self._fh.seek(0)
         self._fh.truncate()
         self._fh.write(f"okapi-kit pid {os.getpid()}")
@@ -134,7 +140,7 @@ class Runner:
         if fresh and run_dir.exists() and any(p.name != layout.lock.name for p in run_dir.iterdir()) \
                 and not layout.manifest.exists():
             raise OkapiError(f"--fresh would delete {run_dir}, which is not an okapi-kit run folder",
-                             hint="choose another --run-dir")
+                             hint="choose another run folder")
         run_dir.mkdir(parents=True, exist_ok=True)
         with RunLock(layout.lock):
             if fresh:

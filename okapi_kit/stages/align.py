@@ -17,23 +17,28 @@ NAME, VERSION = "align", 2
 def plan(p: Plan) -> None:
     for i, a in enumerate(p.cfg.alignment):
         where = f"alignment[{i}]"
+        unplanned = [Model(a.method, scope) for scope in p.scopes()]
         try:
             check_name(a.method, where=f"{p.source_name}: {where}.method")
         except OkapiError as exc:
             p.problems.append(exc)
+            p.not_planned(*unplanned)
             continue
         trainer = p.component("trainer", a.trainer, f"{where}.trainer")
         if trainer is None:
+            p.not_planned(*unplanned)
             continue
         if not isinstance(trainer, Trainer) or getattr(trainer, "produces", "policy") != "policy":
             p.problem(f"trainer {a.trainer.name!r} does not align a policy (it trains a "
                       f"{getattr(trainer, 'produces', '?')})", where=f"{where}.trainer",
                       hint="use a policy trainer such as 'dpo' here, and 'reward' under reward_model")
+            p.not_planned(*unplanned)
             continue
         reads, files = component_reads(p, f"{where}.trainer")
         reward_reads: dict[str, Any] | None = None
         if trainer.data == "prompts" and a.reward is not None:
             if p.component("reward_source", a.reward, f"{where}.reward") is None:
+                p.not_planned(*unplanned)
                 continue
             reward_reads, reward_files = component_reads(p, f"{where}.reward")
             files = files + reward_files

@@ -28,7 +28,7 @@ def component_reads(plan: Plan, where: str) -> tuple[dict[str, Any], list[Path]]
 
     def walk(value: Any) -> Any:
         if isinstance(value, BaseModel):
-            return {k: walk(getattr(value, k)) for k in type(value).model_fields}
+            return {k: walk(getattr(value, k)) for k, f in type(value).model_fields.items() if _in_fingerprint(f)}
         if isinstance(value, Path):
             files.append(value)
             return "<file>"
@@ -41,6 +41,11 @@ def component_reads(plan: Plan, where: str) -> tuple[dict[str, Any], list[Path]]
         return value
 
     return {"component": comp.name, "options": walk(comp.config)}, files
+
+
+def _in_fingerprint(field: Any) -> bool:
+    extra = field.json_schema_extra
+    return not (isinstance(extra, dict) and extra.get("fingerprint") is False)
 
 
 def chunked(run: UnitRun, items: list[Any], size: int, key: Callable[[Any], str],

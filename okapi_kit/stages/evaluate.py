@@ -8,7 +8,7 @@ from typing import Any
 
 from ..components import EvalTarget
 from ..errors import OkapiError
-from ..graph import Plan, Records, Scores, Unit, UnitRun
+from ..graph import Plan, Records, Scores, Unit, UnitRun, check_name
 from ..leaderboard import ResultRow, check_row
 from ..records import SampleSet, atomic_write_text, read_jsonl
 from .common import component_reads
@@ -21,6 +21,12 @@ def plan(p: Plan) -> None:
     ev = p.cfg.evaluation
     for i, choice in enumerate(ev.evaluators):
         where = f"evaluation.evaluators[{i}]"
+        if choice.label is not None:  # it names the folder of the scores
+            try:
+                check_name(choice.label, where=f"{p.source_name}: {where}.label", reserved=frozenset())
+            except OkapiError as exc:
+                p.problems.append(exc)
+                continue
         evaluator = p.component("evaluator", choice, where)
         if evaluator is None:
             continue

@@ -28,6 +28,7 @@ def plan(p: Plan) -> None:
         return
     where = sampler_where(p)
     if p.component("sampler", ev.sampler or p.cfg.sampling.sampler, where) is None:
+        p.not_planned(*[Records("generations", lang, label) for lang in p.cfg.languages for label in ev.models])
         return
     reads, files = component_reads(p, where)
     holdout = p.cfg.instructions.holdout if p.cfg.instructions else 0
@@ -37,6 +38,7 @@ def plan(p: Plan) -> None:
             p.problem(f"evaluator {users[0].key!r} needs held-out prompts in {lang!r}, but "
                       "instructions.holdout is 0", where="instructions.holdout",
                       hint=f"hold some instructions out, or supply data.eval_prompts.{lang}")
+            p.not_planned(*[Records("generations", lang, label) for label in ev.models])
             continue
         for label in ev.models:
             p.add(Unit(f"generate/{label}/{lang}", NAME, VERSION,

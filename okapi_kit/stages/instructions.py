@@ -19,6 +19,8 @@ def plan(p: Plan) -> None:
     c = p.cfg.instructions
     if c is None:
         return
+    src = p.cfg.source_language
+    outputs = [Records("instructions", src), Records("heldout", src)]
     files: list[Path] = []
     reads: dict[str, Any] = {"instructions": c.model_dump(mode="json", exclude={"generator"}),
                              "source_language": p.cfg.source_language}
@@ -26,20 +28,43 @@ def plan(p: Plan) -> None:
         local = p.resolve_path(c.path)
         if local.exists():
             files.append(local)
+            if not _check_local(p, local):
+                p.not_planned(*outputs)
+                return
         elif c.format != "hf" and looks_like_path(c.path):
             p.problem(f"instructions file not found: {c.path}", where="instructions.path",
                       hint=f"relative paths are taken from the config's folder ({p.base_dir})")
+            p.not_planned(*outputs)
             return
     if c.generator is not None:
         if p.component("generator", c.generator, "instructions.generator") is None:
+            p.not_planned(*outputs)
             return
         reads["generator"], gen_files = component_reads(p, "instructions.generator")
         files += gen_files
         reads["seed"] = p.cfg.seed
-    src = p.cfg.source_language
     p.add(Unit("instructions", NAME, VERSION, reads=reads, consumes=[],
                produces=[Records("instructions", src), Records("heldout", src)], files=files,
                run=lambda run: _run(run, files[0] if files and c.path else c.path)))
+
+
+def _check_local(p: Plan, local: Path) -> bool:
+    """Read a local instructions file before any work (a wrong kind, a bad line, too few
+    records for the hold-out); False when a problem was reported."""
+    c = p.cfg.instructions
+    assert c is not None
+    try:
+        records = read_instructions(local, fmt=c.format, split=c.split, lang=p.cfg.source_language)
+    except OkapiError as exc:
+        p.problems.append(OkapiError(exc.message, where=exc.where or f"{p.source_name}: instructions.path",
+                                     hint=exc.hint))
+        return False
+    count = min(len(records), c.limit or len(records))
+    if c.generator is None and c.holdout >= count:
+        p.problem(f"holding out {c.holdout} leaves no training instruction out of {count}",
+                  where="instructions.holdout", hint=f"hold out fewer than {count}")
+        return False
+    return True
 
 
 def _run(run: UnitRun, source: Path | str | None) -> dict[str, Any]:

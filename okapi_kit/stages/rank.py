@@ -16,7 +16,10 @@ WHERE = "ranking.ranker"
 def plan(p: Plan) -> None:
     c = p.cfg.ranking
     todo = [lang for lang in p.cfg.languages if not p.has(Records("rankings", lang))]
-    if c is None or not todo or p.component("ranker", c.ranker, WHERE) is None:
+    if c is None or not todo:
+        return
+    if p.component("ranker", c.ranker, WHERE) is None:
+        p.not_planned(*[Records("rankings", lang) for lang in todo])
         return
     reads, files = component_reads(p, WHERE)
     for lang in todo:

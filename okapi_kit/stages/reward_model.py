@@ -19,11 +19,12 @@ def plan(p: Plan) -> None:
     if c is None or not scopes:
         return
     trainer = p.component("trainer", c.trainer, WHERE)
-    if trainer is None:
-        return
-    if getattr(trainer, "produces", "") != "reward_model":
+    if trainer is not None and getattr(trainer, "produces", "") != "reward_model":
         p.problem(f"trainer {c.trainer.name!r} does not train a reward model", where=WHERE,
                   hint="use a reward-model trainer such as 'reward'")
+        trainer = None
+    if trainer is None:
+        p.not_planned(*[Model("rm", s) for s in scopes])
         return
     reads, files = component_reads(p, WHERE)
     for scope in scopes:

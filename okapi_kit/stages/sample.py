@@ -17,7 +17,10 @@ def plan(p: Plan) -> None:
         return  # samples are only made to be ranked
     todo = [lang for lang in p.cfg.languages
             if not p.has(Records("rankings", lang)) and not p.has(Records("samples", lang))]
-    if not todo or p.component("sampler", p.cfg.sampling.sampler, WHERE) is None:
+    if not todo:
+        return
+    if p.component("sampler", p.cfg.sampling.sampler, WHERE) is None:
+        p.not_planned(*[Records("samples", lang) for lang in todo])
         return
     reads, files = component_reads(p, WHERE)
     s = p.cfg.sampling

@@ -19,11 +19,12 @@ def plan(p: Plan) -> None:
     if c is None or not scopes:
         return
     trainer = p.component("trainer", c.trainer, WHERE)
-    if trainer is None:
-        return
-    if not isinstance(trainer, Trainer) or trainer.data != "sft":
+    if trainer is not None and (not isinstance(trainer, Trainer) or trainer.data != "sft"):
         p.problem(f"trainer {c.trainer.name!r} does not train on SFT data", where=WHERE,
                   hint="use a supervised trainer such as 'sft'")
+        trainer = None
+    if trainer is None:
+        p.not_planned(*[Model("sft", s) for s in scopes])
         return
     reads, files = component_reads(p, WHERE)
     src = p.cfg.source_language

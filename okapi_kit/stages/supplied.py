@@ -26,14 +26,17 @@ def plan(p: Plan) -> None:
             check_name(label, where=f"{p.source_name}: {where}", reserved=MODEL_LABELS_RESERVED)
         except OkapiError as exc:
             p.problems.append(exc)
+            p.not_planned(*[Model(label, scope) for scope in p.scopes()])
             continue
         if isinstance(spec, dict):
             if cfg.model_scope != "per_language":
                 p.problem("one model per language needs model_scope: per_language", where=where)
+                p.not_planned(*[Model(label, scope) for scope in p.scopes()])
                 continue
             for lang in cfg.languages:
                 if lang not in spec:
                     p.problem(f"no {label} model for {lang!r}", where=where, hint=f"add {where}.{lang}")
+                    p.not_planned(Model(label, lang))
                 else:
                     p.supply_model(Model(label, lang), spec[lang], f"{where}.{lang}")
         else:
@@ -54,13 +57,16 @@ def plan(p: Plan) -> None:
                 if not path.exists() and looks_like_path(s):
                     p.problem(f"data file not found: {s}", where=where,
                               hint=f"relative paths are taken from the config's folder ({p.base_dir})")
+                    p.not_planned(Records(kind, lang))
                     break
                 paths.append(path if path.exists() else s)
             else:
                 try:
                     read(kind, paths, lang, fmt=data.format, split=data.split)  # checked before any work
                 except OkapiError as exc:
-                    p.problems.append(OkapiError(exc.message, where=exc.where or where, hint=exc.hint))
+                    p.problems.append(OkapiError(exc.message, where=exc.where or f"{p.source_name}: {where}",
+                                                 hint=exc.hint))
+                    p.not_planned(Records(kind, lang))
                     continue
                 art = Records(kind, lang)
                 p.add(Unit(f"supplied/{kind}/{lang}", NAME, VERSION,

@@ -26,22 +26,28 @@ def plan(p: Plan) -> None:
         return
     translator = p.component("translator", c.translator, WHERE)
     if translator is None:
+        p.not_planned(*[art for lang in todo for art in _outputs(p, lang)])
         return
     reads, files = component_reads(p, WHERE)
     for lang in todo:
+        produces = _outputs(p, lang)
         try:
             translator.check(src, lang)
         except OkapiError as exc:
             p.problems.append(OkapiError(exc.message, where=exc.where or f"{p.source_name}: {WHERE}",
                                          hint=exc.hint))
+            p.not_planned(*produces)
             continue
-        produces = [Records("translations", lang)]
-        if not p.has(Records("eval_prompts", lang)):
-            produces.append(Records("eval_prompts", lang))
         p.add(Unit(f"translate/{lang}", NAME, VERSION,
                    reads={"translator": reads, "source_language": src, "target": lang},
                    consumes=[Records("instructions", src), Records("heldout", src)], produces=produces,
                    files=files, run=lambda run, lang=lang: _run(run, lang)))
+
+
+def _outputs(p: Plan, lang: str) -> list[Records]:
+    """The translations, and the held-out prompts unless the config supplies its own."""
+    eval_prompts = Records("eval_prompts", lang)
+    return [Records("translations", lang), *([] if p.has(eval_prompts) else [eval_prompts])]
 
 
 def _run(run: UnitRun, lang: str) -> dict[str, Any]:
