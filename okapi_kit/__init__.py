@@ -16,6 +16,7 @@ from .components import (
     InputPath,
     InstructionGenerator,
     Ranker,
+    RankResult,
     RewardSource,
     Sampler,
     Score,
@@ -33,7 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "NOT_IN_FINGERPRINT", "Component", "ComponentConfig", "EvalTarget", "Evaluator", "Failed", "InputPath", "Instruction",
-    "InstructionGenerator", "OkapiError", "PreferencePair", "Ranker", "Ranking",
+    "InstructionGenerator", "OkapiError", "PreferencePair", "RankResult", "Ranker", "Ranking",
     "RewardSource", "SampleSet", "Sampler", "Score", "Stage", "Trainer", "TrainJob", "TrainResult",
     "Translator", "__version__", "hookimpl",
 ]

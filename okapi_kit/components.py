@@ -113,9 +113,21 @@ class Ranker(Component):
 
     kind = "ranker"
 
-    def rank(self, items: Sequence[SampleSet]) -> list[list[int]]:
-        """For each item, the indices of its responses from best to worst."""
+    def rank(self, items: Sequence[SampleSet]) -> list[list[int] | RankResult | Failed]:
+        """For each item, the indices of its responses from best to worst; or a
+        :class:`RankResult` that also keeps scores and details (a judge's permutation, say);
+        or :class:`Failed` with the reason."""
         raise NotImplementedError
+
+
+@dataclass
+class RankResult:
+    """A ranking with what the ranker saw: ``scores`` per response (in the item's order)
+    and ``details`` (JSON data, e.g. the shuffled order a judge was shown)."""
+
+    order: list[int]
+    scores: list[float] | None = None
+    details: dict[str, Any] | None = None
 
 
 class RewardSource(Component):

@@ -87,6 +87,7 @@ class Ranking(Record):
     order: list[int]
     ranker: str = ""
     scores: list[float] | None = None
+    details: dict[str, Any] | None = None  # what the ranker recorded (e.g. a judge's permutation)
     instruction: str | None = None
     input: str | None = None
 

@@ -180,7 +180,9 @@ def test_translation_miss_then_fixed_memory_gives_full_records(tmp_path, capsys)
     removed = json.loads(lines[3])
     memory.write_text("\n".join(lines[:3] + lines[4:]) + "\n", encoding="utf-8")
     rc, _, err = run_cli(capsys, "run", config, "--run-dir", tmp_path / "r", "--quiet")
-    assert rc == 2 and "has no vi translation" in err and removed["id"] in err
+    assert rc == 2 and "vi translation(s) by 'translation_memory' failed" in err and removed["id"] in err
+    failures = (tmp_path / "r/failures/translate-vi.jsonl").read_text(encoding="utf-8")
+    assert removed["id"] in failures and "no translation" in failures
     memory.write_text("\n".join(lines) + "\n", encoding="utf-8")  # the user fixes the memory
     rc, _, err = run_cli(capsys, "run", config, "--run-dir", tmp_path / "r", "--quiet")
     assert rc == 0, err
@@ -190,6 +192,7 @@ def test_translation_miss_then_fixed_memory_gives_full_records(tmp_path, capsys)
     assert all(r["instruction"].strip() for r in rows + held)
     assert any(r["id"] == removed["id"] and r["instruction"] == removed["instruction"] for r in rows + held)
     assert not list((tmp_path / "r/partial").iterdir())  # chunk files go once the unit is done
+    assert not (tmp_path / "r/failures/translate-vi.jsonl").exists()
 
 
 def test_toggling_train_on_source_does_not_translate_again(tmp_path, capsys):

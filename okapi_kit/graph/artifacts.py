@@ -106,6 +106,10 @@ class RunLayout:
             return self.model(art)
         return self.scores(art)
 
+    def failures(self, key: str) -> Path:
+        """What a unit could not do in its last run, one JSON line per item with the reason."""
+        return self.run_dir / "failures" / f"{self.slug(key)}.jsonl"
+
     @staticmethod
     def slug(key: str) -> str:
         return key.replace("/", "-")

@@ -107,3 +107,29 @@ def prompt_formatter(plan: Plan, model: str) -> PromptFormatter:
 
 def no_records(what: str, where: str) -> OkapiError:
     return OkapiError(f"{what} is empty", where=where, hint="check the data this stage reads")
+
+
+def usage_of(component: Any) -> dict[str, Any]:
+    """Request counts and token usage of an API-backed component, for the stage summary."""
+    usage = getattr(component, "usage", None)
+    return {"requests": usage()} if callable(usage) else {}
+
+
+def report_failures(run: UnitRun, failures: list[dict[str, Any]], what: str) -> None:
+    """Write the failures file of this unit (or remove it) and fail the unit if there are any.
+
+    The unit's finished items stay in its chunk file, so the next run retries only these.
+    """
+    import json
+
+    from ..records import atomic_write_text
+
+    path = run.plan.layout.failures(run.unit.key)
+    if not failures:
+        path.unlink(missing_ok=True)
+        return
+    atomic_write_text(path, "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures))
+    examples = "; ".join(f"{f['id']}: {f['reason']}" for f in failures[:3])
+    raise OkapiError(f"{len(failures)} {what} failed, e.g. {examples}", where=run.unit.key,
+                     hint=f"the reasons are in {path}; the other items are kept, and a rerun retries "
+                          "only the failed ones")

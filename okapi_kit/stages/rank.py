@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..components import Failed, RankResult
 from ..errors import OkapiError
 from ..graph import Plan, Records, Unit, UnitRun
 from ..records import Ranking, SampleSet, read_jsonl, write_jsonl
-from .common import chunked, component_reads
+from .common import chunked, component_reads, report_failures, usage_of
 
 NAME, VERSION = "rank", 2
 WHERE = "ranking.ranker"
@@ -31,6 +32,7 @@ def plan(p: Plan) -> None:
 def _run(run: UnitRun, lang: str) -> dict[str, Any]:
     ranker = run.plan.get_component(WHERE)
     items = read_jsonl(run.path(Records("samples", lang)), SampleSet)
+    failures: list[dict[str, Any]] = []
 
     def work(chunk: list[SampleSet]) -> list[dict[str, Any]]:
         orders = ranker.rank(chunk)
@@ -39,13 +41,21 @@ def _run(run: UnitRun, lang: str) -> dict[str, Any]:
                              where=f"rank/{lang}")
         rows = []
         for s, order in zip(chunk, orders):
+            if isinstance(order, Failed):
+                failures.append({"id": s.id, "reason": order.reason})
+                continue
+            scores = details = None
+            if isinstance(order, RankResult):  # a judge's scores and permutation are kept
+                order, scores, details = order.order, order.scores, order.details
             if sorted(order) != list(range(len(s.responses))):
                 raise OkapiError(f"ranker {ranker.name!r} returned {order} for {len(s.responses)} "
                                  f"responses of {s.id!r}: not a permutation", where=f"rank/{lang}")
             rows.append(Ranking(id=s.id, lang=lang, prompt=s.prompt, responses=s.responses,
-                                order=list(order), ranker=ranker.name).to_dict())
+                                order=list(order), ranker=ranker.name,
+                                scores=list(scores) if scores is not None else None, details=details).to_dict())
         return rows
 
     done = chunked(run, items, 16, lambda s: s.id, work, ui=run.plan.ui)
+    report_failures(run, failures, f"{lang} ranking(s) by {ranker.name!r}")
     write_jsonl(run.path(Records("rankings", lang)), [done[s.id] for s in items])
-    return {"rankings": len(items)}
+    return {"rankings": len(items), **usage_of(ranker)}

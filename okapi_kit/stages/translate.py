@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..components import Failed
 from ..errors import OkapiError
 from ..graph import Plan, Records, Unit, UnitRun
 from ..records import Instruction, read_jsonl, write_jsonl
-from .common import chunked, component_reads
+from .common import chunked, component_reads, report_failures, usage_of
 
 NAME, VERSION = "translate", 2
 FIELDS = ("instruction", "input", "output")
@@ -56,7 +57,7 @@ def _run(run: UnitRun, lang: str) -> dict[str, Any]:
     translator = plan.get_component(WHERE)
     train = read_jsonl(run.path(Records("instructions", src)), Instruction)
     held = read_jsonl(run.path(Records("heldout", src)), Instruction)
-    misses: list[str] = []
+    failures: list[dict[str, Any]] = []
 
     def work(chunk: list[Instruction]) -> list[dict[str, Any]]:
         texts, slots = [], []
@@ -73,23 +74,19 @@ def _run(run: UnitRun, lang: str) -> dict[str, Any]:
                 for r in chunk]
         failed: set[int] = set()
         for (i, f), text in zip(slots, out):
-            if text is None or not isinstance(text, str):
-                failed.add(i)
-                misses.append(f"{chunk[i].id}.{f}")
-            else:
+            if isinstance(text, str):
                 setattr(rows[i], f, text)
+            else:
+                failed.add(i)
+                reason = text.reason if isinstance(text, Failed) else "no translation"
+                failures.append({"id": f"{chunk[i].id}.{f}", "reason": reason})
         return [{"id": r.id, "record": r.to_dict()} for i, r in enumerate(rows) if i not in failed]
 
     done = chunked(run, train + held, 16, lambda r: r.id, work, ui=getattr(plan, "ui", None))
-    if misses:
-        raise OkapiError(
-            f"translator {translator.name!r} has no {lang} translation for {len(misses)} text(s), "
-            f"e.g. {', '.join(misses[:5])}", where=f"translate/{lang}",
-            hint="the other records are kept: fix the translator's data (or choose a translator "
-                 "that covers them) and rerun; only the missing ones are asked for again")
+    report_failures(run, failures, f"{lang} translation(s) by {translator.name!r}")
     write_jsonl(run.path(Records("translations", lang)),
                 [Instruction.from_dict(done[r.id]["record"]) for r in train])
     if Records("eval_prompts", lang) in run.unit.produces:
         write_jsonl(run.path(Records("eval_prompts", lang)),
                     [Instruction.from_dict(done[r.id]["record"]) for r in held])
-    return {"records": len(train), "heldout": len(held)}
+    return {"records": len(train), "heldout": len(held), **usage_of(translator)}
