@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "example_plugin"
 BIN = Path(sys.executable).parent
 OKAPI_KIT = shutil.which("okapi-kit", path=str(BIN)) or "okapi-kit"
-EXAMPLE_COMPONENTS = {("translator", "reverse_words"), ("ranker", "length_ratio")}
+EXAMPLE_COMPONENTS = {("translator", "reverse_words"), ("ranker", "length_ratio"), ("stage", "drop_empty_best")}
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +218,7 @@ def test_the_example_plugins_own_tests_pass(site, tmp_path):
                            "--rootdir", str(tmp_path), str(tests)],
                           capture_output=True, text=True, env=_env(site), timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 passed" in proc.stdout
+    assert "5 passed" in proc.stdout
 
 
 def test_a_name_clash_names_both_plugins(site, tmp_path):
@@ -244,3 +244,69 @@ def test_a_name_clash_names_both_plugins(site, tmp_path):
     # blocking either side resolves it
     fixed = _components(_plugins_json(_env(site, tmp_path, OKAPI_KIT_BLOCK_PLUGINS="clash")))
     assert fixed[("translator", "reverse_words")] == "example"
+
+
+STAGE_RUN = """
+import json, sys
+from pathlib import Path
+from okapi_kit.cli import main
+from okapi_kit.config import load_config
+from okapi_kit.graph import Records, UnitRun
+from okapi_kit.plugins import registry
+from okapi_kit.records import Ranking, read_jsonl
+from okapi_kit.stages import build_plan
+from okapi_kit.stages.reward_model import rankings_of
+
+base = Path(sys.argv[1])
+config, run_dir = base / "filter.yaml", base / "run"
+rc = main(["run", str(config), "--run-dir", str(run_dir), "--quiet"])
+# The same config with a reward model and DPO after the filter: planned, not run.
+cfg, base_dir = load_config(config, ["models.sft=sft-model", "reward_model.trainer=reward",
+                                     "alignment=[{method: dpo, trainer: dpo}]"])
+plan = build_plan(cfg, base_dir=base_dir, run_dir=run_dir, registry=registry())
+rankings = Records("rankings", "vi")
+read = {u.key: [r.id for r in rankings_of(UnitRun(u, "0" * 64, plan), ["vi"])]
+        for u in plan.units if u.stage in ("reward_model", "align")}
+print(json.dumps({
+    "rc": rc,
+    "units": [u.key for u in plan.units],
+    "ranked": [r.id for r in read_jsonl(plan.layout.records(rankings), Ranking)],  # rank's own file
+    "filtered_path": str(plan.path(rankings)),
+    "filtered": [r.id for r in read_jsonl(plan.path(rankings), Ranking)],
+    "read": read,
+}))
+"""
+
+
+def test_the_example_stage_runs_between_rank_and_reward_model(site, tmp_path):
+    """`stages: [{name: drop_empty_best}]` filters the rankings that reward_model and align read."""
+    samples = [  # reference_chrf ranks by chrF against the reference; ties keep the given order
+        {"id": "a", "instruction": "Kể tên ba màu cơ bản.", "reference": "zzz",
+         "responses": ["", "đỏ, vàng, xanh", "xanh"]},
+        {"id": "b", "instruction": "Dịch sang tiếng Anh: Tôi thích cà phê.", "reference": "I like coffee.",
+         "responses": ["", "I like coffee.", "I like"]},
+        {"id": "c", "instruction": "Viết một câu.", "reference": "qqq", "responses": ["   ", "abc", "def"]},
+    ]
+    (tmp_path / "samples_vi.jsonl").write_text(
+        "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples), encoding="utf-8")
+    (tmp_path / "sft-model").mkdir()  # stands in for a trained SFT model: only planned against
+    (tmp_path / "filter.yaml").write_text(textwrap.dedent("""\
+        name: filter-demo
+        languages: [vi]
+        data: {samples: {vi: samples_vi.jsonl}}
+        ranking: {ranker: reference_chrf}
+        stages: [{name: drop_empty_best}]
+        evaluation: {models: [], evaluators: []}
+        """), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-c", STAGE_RUN, str(tmp_path)], capture_output=True,
+                          text=True, env=_env(site), timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["rc"] == 0
+    keys = out["units"]
+    assert keys.index("rank/vi") < keys.index("drop_empty_best/vi") < keys.index("reward_model")
+    assert out["ranked"] == ["a", "b", "c"]
+    # only "b" has a non-empty best response ("I like coffee." matches its reference)
+    assert out["filtered"] == ["b"]
+    assert Path(out["filtered_path"]).is_relative_to(tmp_path / "run")  # the stage's own file
+    assert out["read"] == {"reward_model": ["b"], "align/dpo": ["b"]}

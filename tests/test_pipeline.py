@@ -251,3 +251,14 @@ def test_train_command_fine_tunes_from_a_data_file(reference_run, tmp_path, caps
     assert rc == 0, capsys.readouterr().err
     assert (tmp_path / "t" / "models" / "dpo" / "model.safetensors").exists()
     assert json.loads((tmp_path / "t" / "manifest.json").read_text())["units"]["align/dpo"]["status"] == "done"
+
+
+def test_init_project_runs_as_written(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    subprocess.run([*OKAPI, "init", "proj"], cwd=tmp_path, check=True, capture_output=True, env=env)
+    proc = subprocess.run([*OKAPI, "run", "proj/okapi.yaml", "--quiet"], cwd=tmp_path, capture_output=True,
+                          text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    units = manifest(tmp_path / "runs" / "my-run")
+    assert units and all(u["status"] == "done" for u in units.values())
+    assert (tmp_path / "runs" / "leaderboard.sqlite").exists()

@@ -285,3 +285,19 @@ def test_secret_options_never_reach_manifest_files_or_fingerprints(tmp_path):
     written = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
     assert written and not [p for p in written if secret.encode() in p.read_bytes()]
     assert (tmp_path / "run/records/translations/vi.jsonl").exists()
+
+
+def test_a_local_base_model_enters_fingerprints_by_content(tmp_path):
+    first, second = tmp_path / "m1", tmp_path / "m2"
+    for folder, text in ((first, "a"), (second, "b")):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"weights": text}), encoding="utf-8")
+    cfg = set_key(small(tmp_path), "base_model", str(first))
+    before = fingerprints(plan_of(cfg, tmp_path))
+    assert "base_model" not in before  # a model the user has is not built
+    base_units = {"generate/base/vi", "evaluate/lm_eval/base/vi", "evaluate/language_fidelity/base/vi"}
+    other = fingerprints(plan_of(set_key(cfg, "base_model", str(second)), tmp_path))
+    assert {k for k in before if other[k] != before[k]} == base_units | SFT_DOWN
+    (first / "config.json").write_text(json.dumps({"weights": "c"}), encoding="utf-8")  # retrained in place
+    edited = fingerprints(plan_of(cfg, tmp_path))
+    assert {k for k in before if edited[k] != before[k]} == base_units | SFT_DOWN

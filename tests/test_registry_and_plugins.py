@@ -319,3 +319,23 @@ def test_first_party_plugins_are_entry_points_not_core_code():
         "language_fidelity": "okapi_kit_fidelity"}
     for value in eps.values():
         assert not value.startswith("okapi_kit.")
+
+
+def test_a_component_of_a_plugin_that_failed_to_load_says_so(fresh_plugins):
+    from okapi_kit.registry import create_component
+
+    eps = [EntryPoint(name="judges", value="okapi_kit_no_such_judges_xyz", group="okapi_kit"),
+           EntryPoint(name="sacrebleu", value="okapi_kit_sacrebleu", group="okapi_kit")]
+    fresh_plugins.setattr(plugins_mod, "entry_points", lambda group: eps)
+    with pytest.raises(OkapiError) as info:
+        create_component(plugins_mod.registry(), "ranker", "gpt_judge", {}, where="x.yaml: ranking.ranker")
+    text = info.value.render()
+    assert "no ranker named 'gpt_judge' is installed" in text
+    assert "1 plugin(s) failed to load" in text and "judges" in text and "ModuleNotFoundError" in text
+
+
+def test_allow_list_entry_matching_no_plugin_is_a_warning(fresh_plugins):
+    fresh_plugins.setenv("OKAPI_KIT_PLUGINS", "sacrebleu,sacrebleuu")
+    with pytest.warns(UserWarning, match="'sacrebleuu', which no installed plugin is called"):
+        pm = build_plugin_manager()
+    assert set(pm.infos) == {"sacrebleu"}

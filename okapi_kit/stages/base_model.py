@@ -50,4 +50,4 @@ def build(run: UnitRun) -> dict[str, Any]:
                          hint="tiny:<arch> needs the okapi_kit_transformers plugin; other schemes need "
                               "a plugin that implements okapi_build_model")
     replace_dir(tmp, final)
-    return {"path": str(final)}
+    return {"built": spec}
