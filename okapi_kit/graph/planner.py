@@ -54,6 +54,10 @@ class Plan:
         self.source_name = source
         self.units: list[Unit] = []
         self.sources: dict[Artifact, Source] = {}
+        # per unit: the sources of what it consumes and produces, fixed when the unit is added
+        # (a plugin stage planned later may replace an artifact for the units after it)
+        self.inputs: dict[str, dict[Artifact, Source]] = {}
+        self.outputs: dict[str, dict[Artifact, Source]] = {}
         self.problems: list[OkapiError] = []
         self._components: dict[str, Component] = {}
         self._failed: set[str] = set()
@@ -122,9 +126,11 @@ class Plan:
                 self._needed.setdefault(art, []).append(unit.key)
             self.not_planned(*unit.produces)
             return None
+        self.inputs[unit.key] = {art: self.sources[art] for art in unit.consumes}
+        self.outputs[unit.key] = {}
         for art in unit.produces:
-            self.sources[art] = Source(self.layout.path(art, _producer_prefix(unit)), producer=unit.key,
-                                       ref=str(self.layout.path(art, _producer_prefix(unit))))
+            path = self.layout.path(art, _producer_prefix(unit))
+            self.sources[art] = self.outputs[unit.key][art] = Source(path, producer=unit.key, ref=str(path))
         self.units.append(unit)
         return unit
 

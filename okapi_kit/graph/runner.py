@@ -85,7 +85,7 @@ def fingerprint(plan: Plan, unit: Unit, done: dict[str, str]) -> str:
     """The hash of everything ``unit`` reads (see :class:`~okapi_kit.graph.Unit`)."""
     parts = [unit.stage, str(unit.version), canonical(unit.reads)]
     for art in unit.consumes:
-        src = plan.sources[art]
+        src = plan.inputs[unit.key][art]
         if src.producer is not None:
             parts.append(f"{art}<-{done[src.producer]}")
         elif src.identity:
@@ -161,7 +161,7 @@ class Runner:
     def _one(self, unit: Unit, manifest: Manifest, info: RunInfo) -> None:
         fp = self.fingerprints[unit.key] = fingerprint(self.plan, unit, self.fingerprints)
         entry = manifest.units.get(unit.key, {})
-        outputs = [self.plan.path(a) for a in unit.produces]
+        outputs = [self.plan.outputs[unit.key][a].path for a in unit.produces]
         if entry.get("status") == "done" and entry.get("fingerprint") == fp and all(p.exists() for p in outputs):
             self.summary.append({"stage": unit.key, "status": "skipped", "seconds": 0.0,
                                  "info": entry.get("info", {})})

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import OkapiError
 from .artifacts import Artifact
 
 if TYPE_CHECKING:
-    from .planner import Plan
+    from .planner import Plan, Source
 
 
 @dataclass
@@ -42,13 +43,25 @@ class UnitRun:
     fingerprint: str
     plan: Plan
 
+    def _source(self, art: Artifact) -> Source:
+        """This unit's own output if it produces ``art``, else the input it was planned with."""
+        key = self.unit.key
+        return self.plan.outputs[key].get(art) or self.plan.inputs[key][art]
+
     def path(self, art: Artifact) -> Path:
-        """Where a consumed or produced artifact lives."""
-        return self.plan.path(art)
+        """Where a produced (else a consumed) artifact of this unit lives."""
+        src = self._source(art)
+        if src.path is None:
+            raise OkapiError(f"{art} is a hub model, not a local path")
+        return src.path
+
+    def input_path(self, art: Artifact) -> Path:
+        """Where a consumed artifact lives, also when this unit produces its replacement."""
+        return self.plan.inputs[self.unit.key][art].path
 
     def model(self, art: Artifact) -> str:
         """A model artifact as ``from_pretrained`` takes it: a local folder or a hub id."""
-        return self.plan.model_ref(art)
+        return self._source(art).ref
 
     @property
     def work_dir(self) -> Path:

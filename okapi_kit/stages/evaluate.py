@@ -80,7 +80,7 @@ def result_rows(plan: Plan) -> list[ResultRow]:
         if unit.stage != NAME:
             continue
         art = unit.produces[0]
-        path = plan.path(art)
+        path = plan.outputs[unit.key][art].path
         if not path.exists():
             continue
         for s in json.loads(path.read_text(encoding="utf-8"))["scores"]:

@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import OkapiError
 from ..graph import Plan, Records, Unit, UnitRun
 from ..graph.planner import looks_like_path
-from ..readers import read_instructions
+from ..readers import data_files, read_instructions
 from ..records import Instruction, write_jsonl
 from .common import component_reads
 
@@ -22,12 +22,13 @@ def plan(p: Plan) -> None:
     src = p.cfg.source_language
     outputs = [Records("instructions", src), Records("heldout", src)]
     files: list[Path] = []
-    reads: dict[str, Any] = {"instructions": c.model_dump(mode="json", exclude={"generator"}),
-                             "source_language": p.cfg.source_language}
+    # a local file enters by its content (moving it re-runs nothing), a hub id by its name
+    reads: dict[str, Any] = {"instructions": c.model_dump(mode="json", exclude={"generator", "path"}),
+                             "source_language": p.cfg.source_language, "hub_dataset": None}
     if c.path is not None:
         local = p.resolve_path(c.path)
         if local.exists():
-            files.append(local)
+            files.extend(data_files(local))
             if not _check_local(p, local):
                 p.not_planned(*outputs)
                 return
@@ -36,6 +37,8 @@ def plan(p: Plan) -> None:
                       hint=f"relative paths are taken from the config's folder ({p.base_dir})")
             p.not_planned(*outputs)
             return
+        else:
+            reads["hub_dataset"] = c.path
     if c.generator is not None:
         if p.component("generator", c.generator, "instructions.generator") is None:
             p.not_planned(*outputs)
@@ -45,7 +48,8 @@ def plan(p: Plan) -> None:
         reads["seed"] = p.cfg.seed
     p.add(Unit("instructions", NAME, VERSION, reads=reads, consumes=[],
                produces=[Records("instructions", src), Records("heldout", src)], files=files,
-               run=lambda run: _run(run, files[0] if files and c.path else c.path)))
+               run=lambda run: _run(run, p.resolve_path(c.path) if c.path and p.resolve_path(c.path).exists()
+                                          else c.path)))
 
 
 def _check_local(p: Plan, local: Path) -> bool:
