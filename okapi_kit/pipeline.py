@@ -58,7 +58,11 @@ class Pipeline:
         rows = result_rows(self.plan)
         for row in rows:
             row.run_dir = str(self.run_dir)
-        store.replace_run(self.cfg.name, rows)
+        others = store.replace_run(self.cfg.name, rows)
+        if others:  # two run folders share one name: the leaderboard keeps only the latest
+            self.ui.console.print(f"[yellow]warning:[/] the results of run {self.cfg.name!r} from "
+                                  f"{', '.join(others)} were replaced by those of {self.run_dir}; give "
+                                  "configs that should be compared different names", highlight=False)
 
 
 def redacted_config(plan: Plan) -> dict[str, Any]:
