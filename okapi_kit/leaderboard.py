@@ -98,6 +98,10 @@ class ResultsStore:
             except OSError as exc:
                 raise OkapiError(f"cannot create the folder for the results database: {exc.strerror}",
                                  where=str(self.path.parent), hint=_HINT) from exc
+        # a reader never writes: an empty file simply holds no results yet
+        self._empty = not create and self.path.stat().st_size == 0
+        if self._empty:
+            return
         with self._connect() as db:
             if _version(db, self.path) != SCHEMA_VERSION:
                 self._upgrade(db)
@@ -233,6 +237,8 @@ class ResultsStore:
 
     def rows(self, run: str | None = None) -> list[ResultRow]:
         """All rows, or only those of ``run``, in a stable order."""
+        if getattr(self, "_empty", False):
+            return []
         query = f"SELECT {', '.join(_COLUMNS)} FROM results"
         args: tuple = ()
         if run is not None:
@@ -243,6 +249,8 @@ class ResultsStore:
 
     def runs(self) -> list[str]:
         """The names of the runs with results, sorted."""
+        if getattr(self, "_empty", False):
+            return []
         with self._connect() as db:
             return [run for (run,) in db.execute("SELECT DISTINCT run FROM results ORDER BY run")]
 

@@ -43,11 +43,12 @@ class Pipeline:
 
     def run(self, *, fresh: bool = False) -> list[dict[str, Any]]:
         evaluates = any(u.stage == "evaluate" for u in self.plan.units)
-        store = ResultsStore(self.db_path) if evaluates else None  # a bad --db fails before any work
+        if evaluates:
+            ResultsStore.check(self.db_path)  # a bad --db fails before any work, and creates nothing
         runner = Runner(self.plan, ui=self.ui, pm=self.pm, config_dump=redacted_config(self.plan))
         self.summary = runner.run(fresh=fresh)
-        if store is not None:
-            self.store_results(store)
+        if evaluates:
+            self.store_results()
         return self.summary
 
     def store_results(self, store: ResultsStore | None = None) -> None:

@@ -170,6 +170,10 @@ def _rows_from_hf(source: str, split: str) -> list[tuple[str, Any]]:
                                  hint=f"its splits are: {', '.join(ds)}")
             return [(f"{path}[{split}] row {i}", dict(row)) for i, row in enumerate(ds[split])]
         return [(f"{path} row {i}", dict(row)) for i, row in enumerate(ds)]
+    if path.is_dir():
+        # a plain folder would go to load_dataset, which builds an Arrow copy in the user's cache
+        raise OkapiError(f"{path.name} is a folder, not a data file or a saved dataset", where=str(path),
+                         hint="give a JSON or JSONL file, or a folder written by datasets' save_to_disk")
     try:
         ds = datasets.load_dataset(source, split=split)
     except Exception as exc:  # datasets raises many types for a missing or offline source

@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        # one `error:` line like every other bad input, with where to look for the right usage
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "okapi-kit"
+        click.echo(f"error: {exc.format_message()}\n  hint: see '{command} --help'", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

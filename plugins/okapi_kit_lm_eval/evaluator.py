@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
+from okapi_kit_transformers.options import Device
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from okapi_kit import ComponentConfig, EvalTarget, Evaluator, OkapiError, Score
@@ -48,7 +49,7 @@ class LmEvalConfig(ComponentConfig):
         None, description="Score only the first N items of each file (for smoke tests).")
     batch_size: PositiveInt | Literal["auto"] = Field(
         8, description="lm-eval batch size, or 'auto' to let lm-eval find the largest that fits.")
-    device: str = Field("auto", description="'auto' (cuda when available, else cpu), 'cpu', 'cuda:0', ...")
+    device: Device = Field("auto", description="'auto' (cuda when available, else cpu), 'cpu', 'cuda:0', ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype when loading the model ('auto' = as saved).")
     log_samples: bool = Field(
@@ -59,6 +60,8 @@ class LmEvalConfig(ComponentConfig):
     @classmethod
     def _one_for_all(cls, value):
         if isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:  # one message, not one per task
+                raise ValueError(f"num_fewshot must be 0 or more (got {value})")
             return {task: value for task in TASKS}
         return value
 
