@@ -186,7 +186,13 @@ class Trainer(Component):
 
 @dataclass
 class Score:
-    """One evaluation figure."""
+    """One evaluation figure.
+
+    ``items`` (optional) holds the per-item values behind ``value`` (item id -> value, e.g.
+    1.0/0.0 for a correct/incorrect multiple-choice item, or the share of a prompt's samples
+    that pass): the leaderboard uses them for paired comparisons between models scored on the
+    same items. Give one value per independent unit (per prompt, not per sample).
+    """
 
     task: str
     metric: str
@@ -194,6 +200,7 @@ class Score:
     stderr: float | None = None
     n: int = 0
     protocol: str = ""
+    items: dict[str, float] | None = None
 
 
 @dataclass
