@@ -30,13 +30,15 @@ def test_uses_the_shared_generations():
         LanguageFidelity.Config(samples_per_prompt=4)  # now a pipeline setting
 
 
-def test_share_over_all_responses_and_binomial_stderr(tmp_path):
-    # 5 of 8 Vietnamese; the empty response is a miss
+def test_share_per_prompt_and_a_stderr_over_prompts(tmp_path):
+    # 3 of 4 and 2 of 4 Vietnamese (the empty response is a miss); the prompt is the unit
     responses = [[VI[0], VI[1], HI, VI[0]], [EN, VI[1], "", VI[0]]]
     [score] = LanguageFidelity().evaluate(target(tmp_path, "vi", responses))
-    assert (score.task, score.metric, score.n) == ("language_fidelity", "fidelity", 8)
+    assert (score.task, score.metric, score.n) == ("language_fidelity", "fidelity", 2)
     assert score.value == 5 / 8
-    assert score.stderr == pytest.approx(math.sqrt((5 / 8) * (3 / 8) / 8))
+    assert score.items == {"prompt-00000": 0.75, "prompt-00001": 0.5}
+    # sample variance of (0.75, 0.5) is 0.03125; over 2 prompts: sqrt(0.03125 / 2)
+    assert score.stderr == pytest.approx(math.sqrt(0.03125 / 2))
     assert score.protocol == "py3langid; 4 sample(s) x 2 held-out prompts"
     log = [json.loads(line) for line in
            (tmp_path / "w" / "language_fidelity.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -48,11 +50,13 @@ def test_share_over_all_responses_and_binomial_stderr(tmp_path):
 def test_other_language_extremes_and_uneven_counts(tmp_path):
     ev = LanguageFidelity()
     [score] = ev.evaluate(target(tmp_path, "hi", [[HI, VI[0]], [EN, HI]]))
-    assert (score.value, score.n, score.stderr) == (0.5, 4, pytest.approx(0.25))
+    assert (score.value, score.n, score.stderr) == (0.5, 2, 0.0)
     [score] = ev.evaluate(target(tmp_path, "en", [[VI[0]], [VI[1]]]))
     assert (score.value, score.stderr) == (0.0, 0.0)
     [score] = ev.evaluate(target(tmp_path, "hi", [[HI], [HI, HI]]))
-    assert (score.value, score.n, score.protocol) == (1.0, 3, "py3langid; 3 responses to 2 held-out prompts")
+    assert (score.value, score.n, score.protocol) == (1.0, 2, "py3langid; 3 responses to 2 held-out prompts")
+    [score] = ev.evaluate(target(tmp_path, "hi", [[HI], [EN, EN, EN]]))
+    assert score.value == 0.5  # each prompt weighs the same, not each sample (pooled: 1/4)
 
 
 def test_norwegian_bokmal_is_identifiable(tmp_path):

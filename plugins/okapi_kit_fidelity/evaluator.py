@@ -127,12 +127,21 @@ class LanguageFidelity(Evaluator):
         pairs = [(p, r) for p, rs in zip(target.prompts, target.responses) for r in rs]
         found = self.identify([r for _, r in pairs], target.language)
         n = len(pairs)
-        p = sum(1 for f in found if f == target.language) / n
         (target.work_dir / "language_fidelity.jsonl").write_text(
             "".join(json.dumps({"prompt": q, "response": r, "identified": f}, ensure_ascii=False) + "\n"
                     for (q, r), f in zip(pairs, found)), encoding="utf-8")
         counts = {len(rs) for rs in target.responses}
         samples = (f"{counts.pop()} sample(s) x {len(target.prompts)} held-out prompts" if len(counts) == 1
                    else f"{n} responses to {len(target.prompts)} held-out prompts")
-        return [Score(task="language_fidelity", metric="fidelity", value=p,
-                      stderr=math.sqrt(p * (1 - p) / n), n=n, protocol=f"py3langid; {samples}")]
+        # the samples of one prompt are not independent: the prompt is the unit (its share of
+        # samples in the language), and the standard error is that of the mean over prompts
+        shares, at = [], 0
+        for rs in target.responses:
+            shares.append(sum(1 for f in found[at:at + len(rs)] if f == target.language) / len(rs))
+            at += len(rs)
+        m = len(shares)
+        p = sum(shares) / m  # every prompt weighs the same, whatever its number of samples
+        var = sum((x - p) ** 2 for x in shares) / (m - 1) if m > 1 else 0.0
+        return [Score(task="language_fidelity", metric="fidelity", value=p, stderr=math.sqrt(var / m), n=m,
+                      protocol=f"py3langid; {samples}",
+                      items={f"prompt-{i:05d}": x for i, x in enumerate(shares)})]
