@@ -37,6 +37,8 @@ class InstructionsConfig(Strict):
     holdout: int = Field(0, ge=0, description="last N instructions kept for evaluation prompts")
     generator: ComponentChoice | None = None
     generate_count: int = Field(0, ge=0)
+    keep_seeds: bool = Field(True, description="with a generator: keep the loaded instructions "
+                             "(the seeds) before the generated ones; false keeps only the generated")
 
     @model_validator(mode="after")
     def _need_source(self) -> InstructionsConfig:

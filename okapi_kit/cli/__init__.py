@@ -9,6 +9,7 @@ import click
 from .. import __version__
 from ..errors import OkapiError
 from .commands import init_cmd, plugins_cmd, run_cmd, validate_cmd
+from .generate import generate_cmd
 from .leaderboard import leaderboard_cmd
 from .stage_commands import evaluate_cmd, rank_cmd, train_cmd, translate_cmd
 
@@ -51,8 +52,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for _cmd in (run_cmd, validate_cmd, init_cmd, evaluate_cmd, train_cmd, translate_cmd, rank_cmd, plugins_cmd,
-             leaderboard_cmd):
+for _cmd in (run_cmd, validate_cmd, init_cmd, evaluate_cmd, train_cmd, translate_cmd, rank_cmd, generate_cmd,
+             plugins_cmd, leaderboard_cmd):
     cli.add_command(_cmd)
 
 

@@ -1,13 +1,16 @@
-"""The ``leaderboard`` command and the rich leaderboard tables.
+"""The ``leaderboard`` command (and ``leaderboard import``) and the rich leaderboard tables.
 
-The terminal layout stays readable at 80 columns: one table per (run, model) and (task, metric),
-whose names are printed whole on a heading line above it. A table has a row per language and a
-column per method when that fits the terminal, else a row per language and method; values and
-their "± stderr" never wrap.
+The terminal output answers first: for each compared method, the languages and tasks where it is
+better than its reference, worse, or not distinguishable. Then, per (run, model) and (task,
+metric), a table with a row per language (grouped by Okapi resource group) and the group
+averages. The layout stays readable at 80 columns: task and metric names are printed whole on
+a heading line; a table has a column per method when that fits the terminal, else a row per
+language and method; values, "± stderr" and intervals never wrap.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,9 +22,12 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from ..leaderboard import Comparison, ResultRow
+    from ..leaderboard import ResultRow
+    from ..report import Report
+    from ..report.model import Line
 
-CAPTION = "± standard error; * = change vs SFT larger than 2 combined standard errors"
+DEFAULT_DB = Path("runs/leaderboard.sqlite")
+FORMATS = ["table", "json", "csv", "markdown", "html"]
 
 
 def _console() -> Console:
@@ -30,42 +36,82 @@ def _console() -> Console:
     return Console(emoji=False)  # names like tiny:llama:64x2 are not emoji codes
 
 
-def print_leaderboard(rows: list[ResultRow], title: str, console: Console | None = None) -> None:
-    """Print ``rows`` as tables that fit the console's width (80 columns in pipes and logs)."""
+def print_leaderboard(rows: list[ResultRow], title: str, console: Console | None = None, *,
+                      compare: list[tuple[str, str]] | None = None, report: Report | None = None) -> None:
+    """Print ``rows`` (or a ``report`` built from them) as the answer and tables that fit the
+    console's width (80 columns in pipes and logs)."""
     from rich.text import Text
 
-    from ..leaderboard import blocks, compare
+    from ..report import build_report
+    from ..report.text import CAPTION
 
     console = console or _console()
     if not rows:
         console.print("no evaluation results yet", markup=False)
         return
-    methods, comps = compare(rows)
+    report = report or build_report(rows, compare=compare)
     console.print(Text(title, style="bold"))
-    for run, model, block in blocks(comps):
+    _print_answers(report, console)
+    for run, model, lines in report.blocks():
         console.print()
         console.print(Text.assemble("run ", (run, "bold"), " · model ", (model, "bold")))
-        by_task: dict[tuple[str, str], list[Comparison]] = {}
-        for c in block:
-            by_task.setdefault((c.task, c.metric), []).append(c)
-        for (task, metric), part in sorted(by_task.items()):
+        from ..report.formats import by_task
+
+        for (task, metric), part in by_task(lines).items():
             console.print(Text.assemble("\n", (task, "bold cyan"), " · ", (metric, "cyan")))
-            console.print(_fitting_table(methods, part, console))
+            console.print(_fitting_table(report, run, model, task, metric, part, console))
     console.print(Text(CAPTION, style="dim"))
+    loose = [d for d in report.differences if d.how in ("stderr", "wilson")]
+    if loose:
+        console.print(Text(f"note: {len(loose)} of {len(report.differences)} differences have no per-item "
+                           "results; their intervals treat the evaluator's samples as independent",
+                           style="dim"))
 
 
-def _fitting_table(methods: list[str], comps: list[Comparison], console: Console) -> Table:
+def _print_answers(report: Report, console: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..report.model import VERDICT_NAMES
+    from ..report.text import answer_entries, answer_heading
+
+    several = len(report.blocks()) > 1
+    for a in report.answers:
+        console.print()
+        heading = answer_heading(a) + (f" (run {a.run}, model {a.model})" if several else "")
+        console.print(Text(heading, style="bold"))
+        grid = Table.grid(padding=(0, 1), pad_edge=False)
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        styles = {"better": "green", "worse": "red", "unclear": "", "untested": "dim"}
+        for verdict in ("better", "worse", "unclear", "untested"):
+            for i, (lang, what) in enumerate(answer_entries(a.by_verdict[verdict],
+                                                            with_change=verdict != "unclear")):
+                label = VERDICT_NAMES[verdict] if i == 0 else ""
+                grid.add_row(Text("  " + label, style=styles[verdict]), Text(lang), Text(what))
+        console.print(grid)
+    if not report.answers:
+        console.print()
+        console.print("nothing to compare: no sft results, or no other method beside them", markup=False)
+
+
+def _fitting_table(report: Report, run: str, model: str, task: str, metric: str, lines: list[Line],
+                   console: Console) -> Table:
     """The wide table (a column per method) if it fits the console, else the long one."""
-    from ..leaderboard import ambiguous, present
-
-    methods, with_protocol = present(methods, comps), ambiguous(comps)
+    methods = [m for m in report.methods if any(m in x.results for x in lines)]
+    pairs = [(a, m) for a, m, _ in report.pairs if a in methods and m in methods]
+    langs = [x.language for x in lines]
+    with_protocol = len(set(langs)) < len(langs)
     if not with_protocol:  # a protocol column would be too wide for the wide layout anyway
-        wide = _wide_table(methods, comps)
+        # the base model's value is its reference column; its difference is in the long layout
+        compared = [(a, m) for a, m, ref in report.pairs if not ref and (a, m) in pairs]
+        wide = _wide_table(report, run, model, task, metric, lines, methods, compared)
         # measured without the console's limit: rich clamps a measurement to the room it is given
         unlimited = console.options.update_width(1_000_000)
         if console.measure(wide, options=unlimited).maximum <= console.width:
             return wide
-    return _long_table(methods, comps, with_protocol=with_protocol)
+    return _long_table(report, run, model, task, metric, lines, methods, pairs, with_protocol=with_protocol)
 
 
 def _new_table() -> Table:
@@ -76,82 +122,207 @@ def _new_table() -> Table:
     return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
 
 
-def _wide_table(methods: list[str], comps: list[Comparison]) -> Table:
-    """A row per language: each method's value ± stderr, each aligned method's change vs SFT."""
+def _wide_table(report: Report, run: str, model: str, task: str, metric: str, lines: list[Line],
+                methods: list[str], pairs: list[tuple[str, str]]) -> Table:
+    """A row per language: each method's value ± stderr, each compared method's difference with
+    its interval; then the resource group averages."""
     from rich.text import Text
 
-    from ..leaderboard import aligned_methods, format_delta, format_value
+    from ..report.text import format_change, format_mean, format_value
 
-    deltas = aligned_methods(methods) if "sft" in methods else []
     table = _new_table()
     table.add_column("lang", no_wrap=True)
+    table.add_column("grp", no_wrap=True)
     table.add_column("n", justify="right", no_wrap=True)
     for m in methods:
         table.add_column(m, justify="right", no_wrap=True)
-    for m in deltas:
-        table.add_column(f"{m} - sft", justify="right", no_wrap=True)
-    for c in comps:
-        cells = [c.language, str(c.n),
-                 *[format_value(c.values.get(m), c.stderrs.get(m)) for m in methods],
-                 *[format_delta(c, m) for m in deltas]]
-        table.add_row(*[Text(x) for x in cells])
+    for a, m in pairs:
+        table.add_column(f"{m} - {a}", justify="right", no_wrap=True)
+    for i, x in enumerate(lines):
+        cells = [x.language, x.group, str(x.n), *[format_value(x.results.get(m)) for m in methods],
+                 *[format_change(report.difference(x, a, m)) for a, m in pairs]]
+        table.add_row(*[Text(c) for c in cells], end_section=i == len(lines) - 1)
+    for g in report.group_rows(run, model, task, metric):
+        cells = ["avg", g.group, str(len(g.languages)), *[format_mean(g.values.get(m)) for m in methods],
+                 *[format_change(g.difference(a, m)) for a, m in pairs]]
+        table.add_row(*[Text(c) for c in cells], style="bold")
     return table
 
 
-def _long_table(methods: list[str], comps: list[Comparison], *, with_protocol: bool) -> Table:
+def _long_table(report: Report, run: str, model: str, task: str, metric: str, lines: list[Line],
+                methods: list[str], pairs: list[tuple[str, str]], *, with_protocol: bool) -> Table:
     """A row per language and method; only the protocol column (when shown) may fold."""
     from rich.text import Text
 
-    from ..leaderboard import format_delta
+    from ..report.text import format_delta, format_interval, format_mean, format_value
 
+    against = {a for a, _ in pairs}
     table = _new_table()
     table.add_column("lang", no_wrap=True)
     table.add_column("n", justify="right", no_wrap=True)
     table.add_column("method", no_wrap=True)
     table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("±", justify="right", no_wrap=True)
-    table.add_column("vs sft", justify="right", no_wrap=True)
+    table.add_column(f"vs {next(iter(against))}" if len(against) == 1 else "change", justify="right",
+                     no_wrap=True)
+    table.add_column("95% CI", justify="right", no_wrap=True)
     if with_protocol:
         table.add_column("protocol", overflow="fold", ratio=1)
-    for c in comps:
-        shown = [m for m in methods if m in c.values]
+    first_against = {m: a for a, m in reversed(pairs)}  # a method's first reference
+    for x in lines:
+        shown = [m for m in methods if m in x.results]
         for i, m in enumerate(shown):
-            first = i == 0
-            se = c.stderrs.get(m)
-            cells = [c.language if first else "", str(c.n) if first else "", m,
-                     f"{c.values[m]:.3f}", "" if se is None else f"{se:.3f}",
-                     "" if m == "sft" else format_delta(c, m)]
+            d = report.difference(x, first_against[m], m) if m in first_against else None
+            cells = [x.language if i == 0 else "", str(x.n) if i == 0 else "", m,
+                     format_value(x.results[m]), format_delta(d), format_interval(d)]
             if with_protocol:
-                cells.append(c.protocol if first else "")
-            table.add_row(*[Text(x) for x in cells], end_section=i == len(shown) - 1)
+                cells.append(x.protocol if i == 0 else "")
+            table.add_row(*[Text(c) for c in cells], end_section=i == len(shown) - 1)
+    for g in report.group_rows(run, model, task, metric):
+        shown = [m for m in methods if m in g.values]
+        for i, m in enumerate(shown):
+            d = g.difference(first_against[m], m) if m in first_against else None
+            cells = [f"avg {g.group}" if i == 0 else "", str(len(g.languages)) if i == 0 else "", m,
+                     format_mean(g.values[m]), format_delta(d), format_interval(d)]
+            if with_protocol:
+                cells.append("")
+            table.add_row(*[Text(c) for c in cells], style="bold", end_section=i == len(shown) - 1)
     return table
 
 
-@click.command("leaderboard")
-@click.option("--db", type=click.Path(path_type=Path), default=Path("runs/leaderboard.sqlite"),
-              show_default=True, help="Results database.")
-@click.option("--run", "run_name", help="Only this run (the config's name).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
-              show_default=True)
-def leaderboard_cmd(db: Path, run_name: str | None, fmt: str) -> None:
-    """Compare SFT with the aligned models per language and task.
+# ---------------------------------------------------------------------- the commands
 
-    \b
-    Examples:
-      okapi-kit leaderboard
-      okapi-kit leaderboard --format json --run demo
-    """
-    from ..leaderboard import ResultsStore, compare, render
 
-    store = ResultsStore(db, create=False)
+def _runs_checked(store, run_name: str | None, db: Path) -> None:
     if run_name is not None:
         known = store.runs()
         if run_name not in known:
             raise OkapiError(f"no results of a run named {run_name!r} in {db}", where="--run",
                              hint=did_you_mean(run_name, known) if known
                              else "the database holds no results yet")
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from ..records import atomic_write_text
+
+    output = output.expanduser()
+    if output.is_dir():
+        raise OkapiError("a folder, not a file", where=str(output), hint="pass --output FILE")
+    try:
+        atomic_write_text(output, text)
+    except OSError as exc:
+        raise OkapiError(f"cannot write: {exc.strerror}", where=str(output)) from exc
+    click.echo(f"wrote {output}", err=True)
+
+
+@click.group("leaderboard", invoke_without_command=True)
+@click.option("--db", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True,
+              help="Results database.")
+@click.option("--run", "run_name", help="Only this run (the config's name).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--compare", nargs=2, multiple=True, metavar="REFERENCE METHOD",
+              help="Compare METHOD with REFERENCE (repeatable; default: sft with every aligned method).")
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Write to this file instead of the terminal (e.g. page.html with --format html).")
+@click.option("--plot", type=click.Path(path_type=Path), metavar="FILE.png",
+              help="Also draw the differences by language and resource group into this PNG.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the paired bootstrap.")
+@click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Resamples of the paired bootstrap.")
+@click.pass_context
+def leaderboard_cmd(ctx: click.Context, db: Path, run_name: str | None, fmt: str,
+                    compare: tuple[tuple[str, str], ...], output: Path | None, plot: Path | None,
+                    seed: int, resamples: int) -> None:
+    """Did RLHF beat SFT, in which languages, and is the difference real?
+
+    Compares SFT with every aligned model per language and task: the difference, its 95%
+    interval (a paired bootstrap over items where per-item results exist, else from the
+    standard errors) and averages per Okapi resource group; the base model as a reference.
+
+    \b
+    Examples:
+      okapi-kit leaderboard
+      okapi-kit leaderboard --run demo --compare sft dpo --plot dpo.png
+      okapi-kit leaderboard --format html --output leaderboard.html
+      okapi-kit leaderboard import results_2024-05-01T12-00-00.json --run mine --method ppo
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..leaderboard import ResultsStore
+    from ..report import build_report, render, render_html, write_plot
+
+    store = ResultsStore(db, create=False)
+    _runs_checked(store, run_name, db)
     rows = store.rows(run=run_name)
+    title = f"Leaderboard: {run_name}" if run_name else "Leaderboard"
+    report = build_report(rows, compare=list(compare) or None, resamples=resamples, seed=seed)
+    if plot is not None:
+        write_plot(report, plot)
+        click.echo(f"wrote {plot}", err=True)
     if fmt == "table":
-        print_leaderboard(rows, f"Leaderboard: {run_name}" if run_name else "Leaderboard")
+        if output is not None:
+            from rich.console import Console
+
+            with open(output.expanduser(), "w", encoding="utf-8") as fh:
+                print_leaderboard(rows, title, Console(file=fh, width=100, emoji=False), report=report)
+        else:
+            print_leaderboard(rows, title, report=report)
+    elif fmt == "html":
+        _write(render_html(report, title=title), output)
     else:
-        click.echo(render(*compare(rows), fmt), nl=False)
+        _write(render(report, fmt, title=title), output)
+
+
+@leaderboard_cmd.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--run", "run_name", default="imported", show_default=True,
+              help="The run name the results are stored under.")
+@click.option("--method", help="The model's label: sft, dpo, base, ... (default: the label okapi-kit "
+                                "wrote into the file).")
+@click.option("--model", default="-", show_default=True,
+              help="The base model the compared methods share (results of one model are compared).")
+@click.option("--protocol", help="Store this protocol instead of the one read from the file "
+                                 "(results are only compared within one protocol).")
+@click.option("--language", help="The language of tasks whose names carry none (e.g. arc_challenge).")
+@click.option("--subtasks", is_flag=True, help="Also import the subtasks of groups (e.g. each MMLU subject).")
+@click.option("--db", type=click.Path(path_type=Path), help="Results database (default: the leaderboard's --db).")
+@click.pass_context
+def import_cmd(ctx: click.Context, files: tuple[Path, ...], run_name: str, method: str | None, model: str,
+               protocol: str | None, language: str | None, subtasks: bool, db: Path | None) -> None:
+    """Import lm-eval results JSON files, made anywhere, into the results database.
+
+    Each task's language is read from its name (arc_vi, m_mmlu_vi, global_mmlu_full_vi,
+    xcopa_vi, belebele_vie_Latn, ...). lm-eval's samples_<task>_<date>.jsonl files (from
+    --log_samples), given here or lying beside results_<date>.json, add per-item results for
+    paired comparisons. A result with the same run, method, language, task, metric and protocol
+    is replaced.
+
+    \b
+    Examples:
+      okapi-kit leaderboard import out/sft/results_2024-05-01T12-00-00.json --run mine --method sft
+      okapi-kit leaderboard import out/ppo/*.json out/ppo/samples_*.jsonl --run mine --method ppo
+    """
+    import re
+
+    from ..leaderboard import ResultsStore
+    from ..report import import_lm_eval
+
+    for option, value in (("--run", run_name), ("--method", method), ("--model", model)):
+        if value is not None and not value.strip():
+            raise OkapiError(f"{option} is empty", where=option, hint=f"give {option} a name")
+    if language is not None and not re.fullmatch(r"[a-z]{2,3}", language):
+        raise OkapiError(f"{language!r} is not a language code", where="--language",
+                         hint="an ISO 639 code such as vi, bn or sw")
+    db = db or ctx.parent.params["db"]
+    ResultsStore.check(db)  # a bad --db fails before any file is read
+    rows = import_lm_eval(files, run=run_name, method=method, model=model, protocol=protocol,
+                          language=language, subtasks=subtasks)
+    ResultsStore(db).add(rows)
+    with_items = sum(1 for r in rows if r.items)
+    methods = ", ".join(sorted({r.method for r in rows}))
+    languages = ", ".join(sorted({r.language for r in rows}))
+    click.echo(f"imported {len(rows)} results ({with_items} with per-item values) of {methods} in "
+               f"{languages} into run {run_name!r} of {db}", file=sys.stdout)

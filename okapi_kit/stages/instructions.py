@@ -10,7 +10,7 @@ from ..graph import Plan, Records, Unit, UnitRun
 from ..graph.planner import looks_like_path
 from ..readers import data_files, read_instructions
 from ..records import Instruction, write_jsonl
-from .common import component_reads
+from .common import component_reads, usage_of
 
 NAME, VERSION = "instructions", 1
 
@@ -78,9 +78,12 @@ def _run(run: UnitRun, source: Path | str | None) -> dict[str, Any]:
     records: list[Instruction] = []
     if source is not None:
         records = read_instructions(source, fmt=c.format, split=c.split, lang=cfg.source_language)
+    usage: dict[str, Any] = {}
     if c.generator is not None and c.generate_count:
         gen = run.plan.get_component("instructions.generator")
-        records += gen.generate(records, c.generate_count, cfg.source_language)
+        made = gen.generate(records, c.generate_count, cfg.source_language)
+        records = (records + made) if c.keep_seeds else made
+        usage = usage_of(gen)
     if c.limit:
         records = records[: c.limit]
     if c.holdout >= len(records):
@@ -89,4 +92,4 @@ def _run(run: UnitRun, source: Path | str | None) -> dict[str, Any]:
     cut = len(records) - c.holdout
     write_jsonl(run.path(Records("heldout", cfg.source_language)), records[cut:])
     write_jsonl(run.path(Records("instructions", cfg.source_language)), records[:cut])
-    return {"train": cut, "heldout": c.holdout}
+    return {"train": cut, "heldout": c.holdout, **usage}
