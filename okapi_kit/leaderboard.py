@@ -1,33 +1,35 @@
-"""The results store (SQLite), the SFT-vs-aligned comparison and its machine renderings.
+"""The results store (SQLite).
 
-The database has one table, ``results``, one row per (run, model, method, language, task,
-metric, protocol). Its schema version is kept in ``PRAGMA user_version`` and the file is marked
-as okapi-kit's with ``PRAGMA application_id``; older versions are migrated in place when opened.
+The database has two tables: ``results``, one row per (run, model, method, language, task,
+metric, protocol), and ``items``, the per-item values behind a result (one row per result and
+item id; deleted with their result). Its schema version is kept in ``PRAGMA user_version`` and
+the file is marked as okapi-kit's with ``PRAGMA application_id``; older versions are migrated in
+place when opened. The comparisons and their renderings live in :mod:`okapi_kit.report`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import numbers
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import OkapiError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x4F4B4150  # "OKAP": tells our results databases from other SQLite files
 SQLITE_HEADER = b"SQLite format 3\x00"
 
-SCHEMA = """
-CREATE TABLE results (
+# ``id`` is an explicit INTEGER PRIMARY KEY: VACUUM may renumber implicit rowids, and ``items``
+# refers to it.
+RESULTS_TABLE = """
+CREATE TABLE {name} (
+    id INTEGER PRIMARY KEY,
     run TEXT NOT NULL,
     model TEXT NOT NULL,
     method TEXT NOT NULL,
@@ -40,8 +42,16 @@ CREATE TABLE results (
     protocol TEXT NOT NULL,
     created REAL NOT NULL,
     run_dir TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (run, model, method, language, task, metric, protocol)
+    UNIQUE (run, model, method, language, task, metric, protocol)
 )
+"""
+ITEMS_TABLE = """
+CREATE TABLE items (
+    result INTEGER NOT NULL REFERENCES results (id) ON DELETE CASCADE,
+    item TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (result, item)
+) WITHOUT ROWID
 """
 
 # Version 1 (okapi-kit 0.1) had no version mark: a `results` table with exactly these columns.
@@ -58,6 +68,8 @@ class ResultRow:
     """One score: a method's value on one task and metric in one language, as measured by ``protocol``.
 
     ``run`` is the run's name (the config's ``name``); ``run_dir`` the run folder, for information.
+    ``items`` (optional) are the per-item values behind ``value`` (item id -> value, one per
+    independent unit, e.g. per prompt), for paired comparisons; an empty mapping is stored as none.
     """
 
     run: str
@@ -71,6 +83,7 @@ class ResultRow:
     n: int
     protocol: str
     run_dir: str = ""
+    items: dict[str, float] | None = None
 
 
 class ResultsStore:
@@ -81,8 +94,8 @@ class ResultsStore:
     unreadable file, a file that is not SQLite, another program's SQLite database or one written
     by a newer okapi-kit is an OkapiError at once, before any work is done.
 
-    Values must be finite numbers: a NaN or infinite ``value`` is refused with an OkapiError naming
-    the row (nothing is written). A NaN ``stderr`` means "not known" and is stored as NULL (no
+    Values must be finite numbers: a NaN or infinite ``value`` or item value is refused with an
+    OkapiError naming the row (nothing is written). A NaN ``stderr`` means "not known" and is stored as NULL (no
     change is then called significant); an infinite or negative ``stderr`` is refused.
     """
 
@@ -156,6 +169,7 @@ class ResultsStore:
         try:
             # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself
             with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
+                db.execute("PRAGMA foreign_keys = ON")  # a deleted result takes its items along
                 yield db
         except sqlite3.DatabaseError as exc:  # also OperationalError: locked, read-only, disk full
             hint = ("another process holds it; try again when that one has finished"
@@ -181,7 +195,8 @@ class ResultsStore:
         try:
             version = _version(db, self.path)  # again, now that we hold the write lock
             if version == 0:
-                db.execute(SCHEMA)
+                db.execute(RESULTS_TABLE.format(name="results"))
+                db.execute(ITEMS_TABLE)
             else:
                 while version < SCHEMA_VERSION:
                     _MIGRATIONS[version](db)
@@ -209,43 +224,58 @@ class ResultsStore:
         values = self._checked(rows, unique=True)
         with self._transaction() as db:
             old = {d for (d,) in db.execute("SELECT DISTINCT run_dir FROM results WHERE run = ?", (run,))}
-            db.execute("DELETE FROM results WHERE run = ?", (run,))
-            db.executemany(_INSERT, values)
+            db.execute("DELETE FROM results WHERE run = ?", (run,))  # items go by ON DELETE CASCADE
+            _insert(db, values)
         return sorted(old - {r.run_dir for r in rows} - {""})
 
     def add(self, rows: Iterable[ResultRow]) -> None:
-        """Insert or replace rows one by one (for imports): a row with the same key overwrites."""
+        """Insert or replace rows one by one (for imports): a row with the same key overwrites,
+        items included; all rows in one transaction."""
         values = self._checked(list(rows), unique=False)
+        where = " AND ".join(f"{k} = ?" for k in _KEY)
         with self._transaction() as db:
-            db.executemany(_INSERT.replace("INSERT", "INSERT OR REPLACE", 1), values)
+            for row, _ in values:
+                db.execute(f"DELETE FROM results WHERE {where}", [row[_COLUMNS.index(k)] for k in _KEY])
+            _insert(db, values)
 
-    def _checked(self, rows: list[ResultRow], *, unique: bool) -> list[tuple]:
-        """Rows as SQL parameters, after refusing what must not be stored (see the class docs)."""
+    def _checked(self, rows: list[ResultRow], *, unique: bool) -> list[tuple[tuple, list[tuple]]]:
+        """Rows as SQL parameters (with their items), after refusing what must not be stored."""
         now, out, seen = time.time(), [], set()
         for r in rows:
-            values = _row_values(r)
+            values, items = _row_values(r), _item_values(r)
             key = tuple(getattr(r, k) for k in _KEY)
             if unique and key in seen:
                 raise OkapiError(f"two results for {_describe(r)}", where=f"results of run {r.run!r}",
                                  hint="two evaluators report the same task, metric and protocol; "
                                       "rename one's task")
             seen.add(key)
-            out.append((*values, now))
+            out.append(((*values, now), items))
         return out
 
     # ------------------------------------------------------------------ reading
 
-    def rows(self, run: str | None = None) -> list[ResultRow]:
-        """All rows, or only those of ``run``, in a stable order."""
+    def rows(self, run: str | None = None, *, items: bool = True) -> list[ResultRow]:
+        """All rows, or only those of ``run``, in a stable order; with their items unless
+        ``items=False`` (rows without items have ``items=None``)."""
         if getattr(self, "_empty", False):
             return []
-        query = f"SELECT {', '.join(_COLUMNS)} FROM results"
+        query = f"SELECT id, {', '.join(_COLUMNS)} FROM results"
         args: tuple = ()
         if run is not None:
             query, args = query + " WHERE run = ?", (run,)
         query += " ORDER BY run, model, language, task, metric, protocol, method"
         with self._connect() as db:
-            return [ResultRow(*row) for row in db.execute(query, args)]
+            found = {row[0]: ResultRow(*row[1:]) for row in db.execute(query, args)}
+            if items and found:
+                item_query = "SELECT result, item, value FROM items"
+                if run is not None:
+                    item_query += " WHERE result IN (SELECT id FROM results WHERE run = ?)"
+                for result, item, value in db.execute(item_query + " ORDER BY result, item", args):
+                    row = found[result]
+                    if row.items is None:
+                        row.items = {}
+                    row.items[item] = value
+        return list(found.values())
 
     def runs(self) -> list[str]:
         """The names of the runs with results, sorted."""
@@ -256,6 +286,15 @@ class ResultsStore:
 
 
 _INSERT = f"INSERT INTO results ({', '.join(_COLUMNS)}, created) VALUES ({', '.join('?' * (len(_COLUMNS) + 1))})"
+
+
+def _insert(db: sqlite3.Connection, values: list[tuple[tuple, list[tuple]]]) -> None:
+    """Insert checked rows and their items (inside the caller's transaction)."""
+    for row, items in values:
+        result = db.execute(_INSERT, row).lastrowid
+        if items:
+            db.executemany("INSERT INTO items (result, item, value) VALUES (?, ?, ?)",
+                           [(result, item, value) for item, value in items])
 
 
 def _version(db: sqlite3.Connection, path: Path) -> int:
@@ -282,7 +321,18 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE results ADD COLUMN run_dir TEXT NOT NULL DEFAULT ''")
 
 
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    """Version 3 adds per-item values: ``results`` gets an explicit ``id`` (the table is rebuilt,
+    rows kept as they are) and the ``items`` table refers to it."""
+    columns = ", ".join((*_COLUMNS, "created"))
+    db.execute(RESULTS_TABLE.format(name="results_v3"))
+    db.execute(f"INSERT INTO results_v3 ({columns}) SELECT {columns} FROM results")
+    db.execute("DROP TABLE results")
+    db.execute("ALTER TABLE results_v3 RENAME TO results")
+    db.execute(ITEMS_TABLE)
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 def _describe(r: ResultRow) -> str:
@@ -294,19 +344,43 @@ def check_row(row: ResultRow) -> None:
     """Raise the OkapiError that storing ``row`` would raise (see ResultsStore), without storing it:
     for a stage that wants to refuse a bad score when the evaluator returns it."""
     _row_values(row)
+    _item_values(row)
+
+
+def _refusal(r: ResultRow, problem: str, hint: str) -> OkapiError:
+    return OkapiError(f"{_describe(r)}: {problem}", where=f"results of run {r.run!r}", hint=hint)
+
+
+_BAD_NUMBER = "an evaluator reported it; fix the evaluator, or leave this score out"
+
+
+def _item_values(r: ResultRow) -> list[tuple[str, float]]:
+    """The row's items as (item id, value) pairs, or an OkapiError naming the row and the item."""
+    if r.items is None:
+        return []
+    if not isinstance(r.items, Mapping):
+        raise _refusal(r, f"items must map item ids to values, not {type(r.items).__name__}", "fix the evaluator")
+    out = []
+    for item, value in r.items.items():
+        if not isinstance(item, str):
+            raise _refusal(r, f"item id {item!r} is not text", "fix the evaluator")
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+            raise _refusal(r, f"item {item!r}: value {value!r} is not a finite number", _BAD_NUMBER)
+        out.append((item, float(value)))
+    return out
 
 
 def _row_values(r: ResultRow) -> tuple:
     """The row's column values in ``_COLUMNS`` order, or an OkapiError naming the row."""
     def refuse(problem: str, hint: str) -> OkapiError:
-        return OkapiError(f"{_describe(r)}: {problem}", where=f"results of run {r.run!r}", hint=hint)
+        return _refusal(r, problem, hint)
 
     for name in _KEY + ("run_dir",):
         if not isinstance(getattr(r, name), str):
             raise refuse(f"{name} must be text, not {getattr(r, name)!r}", "fix the evaluator")
         if name not in ("protocol", "run_dir") and not getattr(r, name):
             raise refuse(f"{name} is empty", "fix the evaluator")
-    bad_number = "an evaluator reported it; fix the evaluator, or leave this score out"
+    bad_number = _BAD_NUMBER
     if not isinstance(r.value, numbers.Real) or isinstance(r.value, bool) or not math.isfinite(r.value):
         raise refuse(f"value {r.value!r} is not a finite number", bad_number)
     stderr = r.stderr
@@ -321,160 +395,3 @@ def _row_values(r: ResultRow) -> tuple:
         raise refuse(f"n {r.n!r} is not a count", bad_number)
     return (r.run, r.model, r.method, r.language, r.task, r.metric, float(r.value),
             None if stderr is None else float(stderr), int(r.n), r.protocol, r.run_dir)
-
-
-# ---------------------------------------------------------------------- comparison
-
-
-@dataclass
-class Comparison:
-    """One (run, model, language, task, metric, protocol, n) line: every method's value and stderr."""
-
-    run: str
-    model: str
-    language: str
-    task: str
-    metric: str
-    n: int
-    protocol: str
-    values: dict[str, float]
-    stderrs: dict[str, float | None]
-
-    def delta(self, method: str, against: str = "sft") -> float | None:
-        """``method``'s value minus ``against``'s, or None when either is missing."""
-        if method in self.values and against in self.values:
-            return self.values[method] - self.values[against]
-        return None
-
-    def significant(self, method: str, against: str = "sft") -> bool:
-        """|delta| > 2 combined standard errors (independent-samples approximation)."""
-        d = self.delta(method, against)
-        se = [self.stderrs.get(method), self.stderrs.get(against)]
-        if d is None or any(s is None for s in se):
-            return False
-        combined = math.sqrt(se[0] ** 2 + se[1] ** 2)
-        return combined > 0 and abs(d) > 2 * combined
-
-
-def compare(rows: list[ResultRow]) -> tuple[list[str], list[Comparison]]:
-    """Group rows into Comparisons; methods in a stable order (base, sft, then by name).
-
-    Only like is compared with like: rows of another run, model, protocol or item count ``n``
-    land in another Comparison, so no difference is ever taken across them.
-    """
-    order = {"base": 0, "sft": 1}
-    methods = sorted({r.method for r in rows}, key=lambda m: (order.get(m, 2), m))
-    groups: dict[tuple, Comparison] = {}
-    for r in rows:
-        key = (r.run, r.model, r.language, r.task, r.metric, r.protocol, r.n)
-        comp = groups.setdefault(key, Comparison(r.run, r.model, r.language, r.task, r.metric,
-                                                 r.n, r.protocol, {}, {}))
-        comp.values[r.method] = r.value
-        comp.stderrs[r.method] = r.stderr
-    return methods, list(groups.values())
-
-
-def aligned_methods(methods: list[str]) -> list[str]:
-    """The methods other than ``base`` and ``sft``: those compared with SFT."""
-    return [m for m in methods if m not in ("base", "sft")]
-
-
-def blocks(comps: list[Comparison]) -> list[tuple[str, str, list[Comparison]]]:
-    """Comparisons by (run, model), sorted, each block sorted by language, task, metric."""
-    out: dict[tuple[str, str], list[Comparison]] = {}
-    for c in comps:
-        out.setdefault((c.run, c.model), []).append(c)
-    return [(run, model, sorted(cs, key=lambda c: (c.language, c.task, c.metric, c.protocol, c.n)))
-            for (run, model), cs in sorted(out.items())]
-
-
-def present(methods: list[str], comps: list[Comparison]) -> list[str]:
-    """The methods (in ``methods``' order) that have a value in at least one of ``comps``."""
-    return [m for m in methods if any(m in c.values for c in comps)]
-
-
-def ambiguous(comps: list[Comparison]) -> bool:
-    """True when two comparisons share run, model, language, task and metric (they differ in
-    protocol or n), so a table must show the protocol to tell them apart."""
-    keys = [(c.run, c.model, c.language, c.task, c.metric) for c in comps]
-    return len(set(keys)) < len(keys)
-
-
-RECORD_FIELDS = ("run", "model", "method", "language", "task", "metric", "value", "stderr", "n",
-                 "protocol", "delta_vs_sft", "significant")
-
-
-def to_records(methods: list[str], comps: list[Comparison]) -> list[dict]:
-    """One flat dict per (method, language, task, metric): the machine formats' rows."""
-    out = []
-    for c in comps:
-        for m in methods:
-            if m not in c.values:
-                continue
-            delta = c.delta(m) if m != "sft" else None
-            out.append({"run": c.run, "model": c.model, "method": m, "language": c.language,
-                        "task": c.task, "metric": c.metric, "value": c.values[m],
-                        "stderr": c.stderrs[m], "n": c.n, "protocol": c.protocol,
-                        "delta_vs_sft": delta,
-                        "significant": c.significant(m) if delta is not None else None})
-    return out
-
-
-def render(methods: list[str], comps: list[Comparison], fmt: str) -> str:
-    """json | csv | markdown; the rich table lives in the CLI (okapi_kit.cli.leaderboard)."""
-    records = to_records(methods, comps)
-    if fmt == "json":
-        return json.dumps(records, indent=2, ensure_ascii=False)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=RECORD_FIELDS)
-        writer.writeheader()
-        writer.writerows(records)
-        return buf.getvalue()
-    if fmt == "markdown":
-        return "\n".join(_markdown_block(methods, run, model, block)
-                         for run, model, block in blocks(comps))
-    raise ValueError(fmt)
-
-
-def _markdown_block(methods: list[str], run: str, model: str, comps: list[Comparison]) -> str:
-    """A heading naming the run and model, then one GitHub table of its comparisons."""
-    methods = present(methods, comps)
-    with_protocol = ambiguous(comps)
-    head = ["language", "task", "metric", *methods,
-            *[f"{m} - sft" for m in aligned_methods(methods)], "n", *(["protocol"] * with_protocol)]
-    lines = [f"### run `{run}` · model `{model}`", "",
-             "| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
-    for c in comps:
-        cells = table_rows(methods, [c])[0] + [c.protocol] * with_protocol
-        lines.append("| " + " | ".join(_md(x) for x in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def table_rows(methods: list[str], comps: list[Comparison]) -> list[list[str]]:
-    """Text cells per comparison, sorted by language, task, metric: language, task, metric, each
-    method's value with its stderr, each aligned method's change vs SFT (* if significant), n."""
-    rows = []
-    for c in sorted(comps, key=lambda c: (c.language, c.task, c.metric, c.protocol, c.n)):
-        vals = [format_value(c.values.get(m), c.stderrs.get(m)) for m in methods]
-        deltas = [format_delta(c, m) for m in aligned_methods(methods)]
-        rows.append([c.language, c.task, c.metric, *vals, *deltas, str(c.n)])
-    return rows
-
-
-def format_value(value: float | None, stderr: float | None) -> str:
-    """``0.600 ±0.010``; without the ± part when the stderr is unknown, "" when no value."""
-    if value is None:
-        return ""
-    return f"{value:.3f}" + (f" ±{stderr:.3f}" if stderr is not None else "")
-
-
-def format_delta(c: Comparison, method: str) -> str:
-    """``+0.100*``: the change vs SFT, starred when significant; "" when it cannot be taken."""
-    d = c.delta(method)
-    return "" if d is None else f"{d:+.3f}" + ("*" if c.significant(method) else "")
-

@@ -49,7 +49,18 @@ class Pipeline:
         self.summary = runner.run(fresh=fresh)
         if evaluates:
             self.store_results()
+            self.write_page()
         return self.summary
+
+    def write_page(self) -> None:
+        """The run's leaderboard as one HTML page in the run folder (``leaderboard.html``)."""
+        from .errors import OkapiError
+        from .report import write_run_page
+
+        try:
+            write_run_page(self.db_path, self.cfg.name, self.run_dir / "leaderboard.html")
+        except OkapiError as exc:  # the results are stored; a page that cannot be drawn is not fatal
+            self.ui.console.print(f"[yellow]warning:[/] no leaderboard page: {exc.message}", highlight=False)
 
     def store_results(self, store: ResultsStore | None = None) -> None:
         """Replace this run's rows in the results store with its current scores (one transaction)."""

@@ -1,10 +1,7 @@
-"""The results store, the SFT-vs-aligned comparison and its machine renderings."""
+"""The results store: rows and their per-item values, transactions, checks and migrations."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 import re
@@ -15,21 +12,12 @@ import pytest
 
 from okapi_kit import leaderboard
 from okapi_kit.errors import OkapiError
-from okapi_kit.leaderboard import (
-    SCHEMA_VERSION,
-    ResultRow,
-    ResultsStore,
-    aligned_methods,
-    check_row,
-    compare,
-    render,
-    table_rows,
-)
+from okapi_kit.leaderboard import SCHEMA_VERSION, ResultRow, ResultsStore, check_row
 
 
 def row(method, value, stderr, *, lang="vi", task="arc", metric="acc", run="demo", n=100,
-        protocol="25-shot", model="tiny", run_dir="") -> ResultRow:
-    return ResultRow(run, model, method, lang, task, metric, value, stderr, n, protocol, run_dir)
+        protocol="25-shot", model="tiny", run_dir="", items=None) -> ResultRow:
+    return ResultRow(run, model, method, lang, task, metric, value, stderr, n, protocol, run_dir, items)
 
 
 ROWS = [
@@ -55,6 +43,26 @@ CREATE TABLE IF NOT EXISTS results (
     n INTEGER NOT NULL,
     protocol TEXT NOT NULL,
     created REAL NOT NULL,
+    PRIMARY KEY (run, model, method, language, task, metric, protocol)
+)
+"""
+
+
+# version 2 (the run folder, no items), exactly as okapi-kit wrote it
+V2_SCHEMA = """
+CREATE TABLE results (
+    run TEXT NOT NULL,
+    model TEXT NOT NULL,
+    method TEXT NOT NULL,
+    language TEXT NOT NULL,
+    task TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    stderr REAL,
+    n INTEGER NOT NULL,
+    protocol TEXT NOT NULL,
+    created REAL NOT NULL,
+    run_dir TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (run, model, method, language, task, metric, protocol)
 )
 """
@@ -161,8 +169,77 @@ def test_nan_stderr_is_stored_as_unknown(store):
     store.replace_run("demo", [row("sft", 0.5, math.nan), row("dpo", 0.9, 0.01)])
     by_method = {r.method: r for r in store.rows()}
     assert by_method["sft"].stderr is None and by_method["dpo"].stderr == 0.01
-    _, comps = compare(store.rows())
-    assert comps[0].delta("dpo") == pytest.approx(0.4) and comps[0].significant("dpo") is False
+
+
+# ---- per-item values ---------------------------------------------------------------------------
+
+def _item_count(path) -> int:
+    with sqlite3.connect(path) as db:
+        count = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    db.close()
+    return count
+
+
+def test_items_round_trip_with_their_rows(store):
+    sft = row("sft", 0.5, 0.25, n=4, items={"q1": 1.0, "q2": 0.0, "q3": 1.0, "q4": 0.0})
+    dpo = row("dpo", 0.75, 0.25, n=4, items={"q1": 1.0, "q2": 1.0, "q3": 1.0, "q4": 0.0})
+    store.replace_run("demo", [sft, dpo, row("base", 0.25, None, n=4)])
+    store.replace_run("other", [row("sft", 0.5, None, run="other", items={"a": 0.5, "b": 0.5})])
+    by_method = {r.method: r for r in store.rows(run="demo")}
+    assert by_method["sft"] == sft and by_method["dpo"] == dpo
+    assert by_method["base"].items is None
+    assert [r.items for r in store.rows(run="other")] == [{"a": 0.5, "b": 0.5}]
+    assert all(r.items is None for r in store.rows(items=False))
+    assert _item_count(store.path) == 10
+
+
+def test_replaced_and_overwritten_rows_take_their_items_along(store):
+    store.replace_run("demo", [row("sft", 0.5, None, items={"q1": 1.0, "q2": 0.0})])
+    store.replace_run("keep", [row("sft", 0.5, None, run="keep", items={"k": 1.0})])
+    store.replace_run("demo", [row("sft", 1.0, None, items={"q3": 1.0})])
+    assert [r.items for r in store.rows(run="demo")] == [{"q3": 1.0}]
+    store.add([row("sft", 0.0, None, items={"q4": 0.0, "q5": 0.0})])  # the same key: overwritten
+    assert [r.items for r in store.rows(run="demo")] == [{"q4": 0.0, "q5": 0.0}]
+    store.add([row("sft", 0.0, None)])  # overwritten by a row without items
+    assert [r.items for r in store.rows(run="demo")] == [None]
+    store.replace_run("demo", [])
+    assert _item_count(store.path) == 1  # only run "keep"'s item is left: none orphaned
+    assert store.rows(run="keep")[0].items == {"k": 1.0}
+
+
+def test_empty_items_are_stored_as_none(store):
+    store.replace_run("demo", [row("sft", 0.5, None, items={})])
+    assert store.rows()[0].items is None
+
+
+@pytest.mark.parametrize("items, message", [
+    ({"q1": math.nan}, "item 'q1': value nan is not a finite number"),
+    ({"q1": math.inf}, "item 'q1': value inf is not a finite number"),
+    ({"q1": "1"}, "item 'q1': value '1' is not a finite number"),
+    ({"q1": True}, "item 'q1': value True is not a finite number"),
+    ({1: 1.0}, "item id 1 is not text"),
+    ([1.0, 0.0], "items must map item ids to values, not list"),
+])
+@pytest.mark.parametrize("write", ["replace_run", "add"])
+def test_bad_items_are_refused_naming_the_row_and_item(store, items, message, write):
+    rows = [row("sft", 0.4, 0.01, lang="bn"), row("dpo", 0.5, 0.01, lang="bn", items=items)]
+    with pytest.raises(OkapiError) as err:
+        store.add(rows) if write == "add" else store.replace_run("demo", rows)
+    assert message in err.value.message and "method 'dpo', language 'bn'" in err.value.message
+    assert sorted(store.rows(), key=_key) == sorted(ROWS, key=_key)  # nothing written
+    with pytest.raises(OkapiError, match=re.escape(message)):
+        check_row(rows[1])
+
+
+def test_items_survive_a_failed_transaction(store):
+    store.replace_run("demo", [row("sft", 0.5, None, items={"q1": 1.0, "q2": 0.0})])
+    with sqlite3.connect(store.path) as db:
+        db.execute("CREATE TRIGGER boom BEFORE INSERT ON items WHEN NEW.item = 'boom' "
+                   "BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    db.close()
+    with pytest.raises(OkapiError, match="boom"):
+        store.replace_run("demo", [row("sft", 0.1, None, items={"ok": 1.0, "boom": 0.0})])
+    assert [r.items for r in store.rows()] == [{"q1": 1.0, "q2": 0.0}]
 
 
 def test_connections_are_closed(store):
@@ -273,113 +350,33 @@ def test_old_schema_is_migrated_in_place(tmp_path):
         row("sft", 0.3, 0.02, run="old", lang="bn", n=48, protocol="0-shot")]
 
 
+def test_version_2_is_migrated_and_gets_items(tmp_path):
+    path = tmp_path / "lb.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(V2_SCHEMA)
+        db.executemany("INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", [
+            ("exp", "tiny", "sft", "vi", "arc", "acc", 0.5, 0.01, 100, "25-shot", 1.0, "/runs/exp"),
+            ("exp", "tiny", "dpo", "vi", "arc", "acc", 0.6, None, 100, "25-shot", 1.0, "/runs/exp")])
+        db.execute(f"PRAGMA application_id = {leaderboard.APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 2")
+    db.close()
+    assert ResultsStore(path, create=False).rows(run="exp") == [
+        row("dpo", 0.6, None, run="exp", run_dir="/runs/exp"),
+        row("sft", 0.5, 0.01, run="exp", run_dir="/runs/exp")]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (3,)
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    db.close()
+    assert tables == {"results", "items"}
+    store = ResultsStore(path)
+    store.add([row("sft", 0.5, 0.01, run="exp", items={"q1": 1.0, "q2": 0.0})])  # the key still upserts
+    assert {r.method: r.items for r in store.rows(run="exp")} == {"sft": {"q1": 1.0, "q2": 0.0}, "dpo": None}
+    store.replace_run("exp", [])
+    assert store.rows() == [] and _item_count(path) == 0
+
+
 def test_empty_file_becomes_a_database(tmp_path):
     path = tmp_path / "lb.sqlite"
     path.touch()
     ResultsStore(path).replace_run("demo", [row("sft", 0.5, 0.01)])
     assert ResultsStore(path, create=False).runs() == ["demo"]
-
-
-# ---- comparing -----------------------------------------------------------------------------------
-
-def test_compare_delta_and_significance(store):
-    methods, comps = compare(store.rows())
-    assert methods == ["base", "sft", "dpo", "ppo"]
-    assert aligned_methods(methods) == ["dpo", "ppo"]
-    by_lang = {c.language: c for c in comps}
-    assert set(by_lang) == {"vi", "hi"} and len(comps) == 2
-    vi, hi = by_lang["vi"], by_lang["hi"]
-    assert vi.values == {"base": 0.25, "sft": 0.5, "dpo": 0.6, "ppo": 0.51}
-    assert vi.delta("dpo") == pytest.approx(0.10)
-    assert vi.delta("ppo") == pytest.approx(0.01)
-    assert vi.delta("base") == pytest.approx(-0.25)
-    assert vi.significant("dpo") is True
-    assert vi.significant("ppo") is False
-    assert vi.delta("dpo", against="ppo") == pytest.approx(0.09)
-    assert hi.delta("dpo") == pytest.approx(0.10)
-    assert hi.significant("dpo") is False  # the SFT value has no stderr
-    assert hi.delta("ppo") is None and hi.significant("ppo") is False
-
-
-def test_significance_threshold_is_two_combined_standard_errors():
-    se = 0.01
-    threshold = 2 * math.sqrt(2) * se  # 0.02828...
-    for delta, expected in [(threshold - 0.001, False), (threshold + 0.001, True), (-(threshold + 0.001), True)]:
-        _, comps = compare([row("sft", 0.5, se), row("dpo", 0.5 + delta, se)])
-        assert comps[0].significant("dpo") is expected, delta
-    _, comps = compare([row("sft", 0.5, 0.0), row("dpo", 0.9, 0.0)])
-    assert comps[0].significant("dpo") is False  # zero error: no claim
-
-
-@pytest.mark.parametrize("other", [dict(protocol="0-shot"), dict(n=24), dict(run="b"), dict(model="m2")])
-def test_unlike_rows_are_never_compared(other):
-    _, comps = compare([row("sft", 0.5, 0.01), row("dpo", 0.9, 0.01, **other)])
-    assert len(comps) == 2
-    assert all(c.delta("dpo") is None for c in comps)
-
-
-# ---- machine renderings --------------------------------------------------------------------------
-
-def test_render_json(store):
-    records = json.loads(render(*compare(store.rows()), "json"))
-    assert len(records) == 6
-    key = {(r["language"], r["method"]): r for r in records}
-    assert key[("vi", "dpo")] == {
-        "run": "demo", "model": "tiny", "method": "dpo", "language": "vi", "task": "arc", "metric": "acc",
-        "value": 0.6, "stderr": 0.01, "n": 100, "protocol": "25-shot",
-        "delta_vs_sft": pytest.approx(0.1), "significant": True}
-    assert key[("vi", "sft")]["delta_vs_sft"] is None and key[("vi", "sft")]["significant"] is None
-    assert key[("vi", "ppo")]["significant"] is False
-    assert key[("hi", "dpo")]["significant"] is False
-
-
-def test_render_csv(store):
-    text = render(*compare(store.rows()), "csv")
-    reader = csv.DictReader(io.StringIO(text))
-    assert reader.fieldnames == ["run", "model", "method", "language", "task", "metric", "value", "stderr",
-                                 "n", "protocol", "delta_vs_sft", "significant"]
-    rows = list(reader)
-    assert len(rows) == 6
-    dpo_vi = next(r for r in rows if r["method"] == "dpo" and r["language"] == "vi")
-    assert (dpo_vi["value"], dpo_vi["stderr"], dpo_vi["significant"]) == ("0.6", "0.01", "True")
-    sft_hi = next(r for r in rows if r["method"] == "sft" and r["language"] == "hi")
-    assert (sft_hi["stderr"], sft_hi["delta_vs_sft"]) == ("", "")
-
-
-def test_render_markdown(store):
-    store.replace_run("b", [row("sft", 0.7, 0.02, run="b", task="x|y")])  # "|" would end a cell
-    text = render(*compare(store.rows()), "markdown")
-    assert text.splitlines() == [
-        "### run `b` · model `tiny`",
-        "",
-        "| language | task | metric | sft | n |",
-        "|---|---|---|---|---|",
-        "| vi | x\\|y | acc | 0.700 ±0.020 | 100 |",
-        "",
-        "### run `demo` · model `tiny`",
-        "",
-        "| language | task | metric | base | sft | dpo | ppo | dpo - sft | ppo - sft | n |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        "| hi | arc | acc |  | 0.300 | 0.400 ±0.020 |  | +0.100 |  | 100 |",
-        "| vi | arc | acc | 0.250 ±0.040 | 0.500 ±0.010 | 0.600 ±0.010 | 0.510 ±0.010 | +0.100* | +0.010 | 100 |",
-    ]
-    assert table_rows(*compare(store.rows(run="demo")))[1][7] == "+0.100*"
-
-
-def test_render_markdown_shows_the_protocol_when_rows_differ_only_in_it():
-    text = render(*compare([row("sft", 0.5, None), row("sft", 0.4, None, protocol="0-shot", n=20)]),
-                  "markdown")
-    assert text.splitlines()[2:] == [
-        "| language | task | metric | sft | n | protocol |",
-        "|---|---|---|---|---|---|",
-        "| vi | arc | acc | 0.400 | 20 | 0-shot |",
-        "| vi | arc | acc | 0.500 | 100 | 25-shot |",
-    ]
-
-
-def test_render_empty_and_unknown_format():
-    assert json.loads(render([], [], "json")) == []
-    assert render([], [], "csv").splitlines() == [
-        "run,model,method,language,task,metric,value,stderr,n,protocol,delta_vs_sft,significant"]
-    with pytest.raises(ValueError):
-        render([], [], "xml")

@@ -1,4 +1,4 @@
-"""The ``leaderboard`` command and the rich tables at 80 columns."""
+"""The ``leaderboard`` command: the answer first, then rich tables at 80 columns; its formats."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from rich.console import Console
 
 from okapi_kit.cli import main
 from okapi_kit.cli.leaderboard import print_leaderboard
-from okapi_kit.leaderboard import ResultRow, ResultsStore, compare, render
+from okapi_kit.leaderboard import ResultRow, ResultsStore
+from okapi_kit.report import build_report, render
 
 LANGS = ["vi", "bn", "hi"]
 TASKS = [("arc", "acc"), ("arc", "acc_norm"), ("hellaswag", "acc_norm"), ("language_fidelity", "fidelity")]
@@ -50,13 +51,45 @@ def assert_readable(lines: list[str], rows: list[ResultRow], width=80) -> None:
         assert any(pair.search(line) for line in lines), (r.value, r.stderr)
 
 
-@pytest.mark.parametrize("methods", [["sft", "dpo"], ["base", "sft", "dpo"]])
-def test_few_methods_get_a_column_each(methods):
+@pytest.mark.parametrize("methods, width", [(["sft", "dpo"], 80), (["base", "sft", "dpo"], 100)])
+def test_few_methods_get_a_column_each(methods, width):
     rows = grid(methods)
+    lines = printed(rows, width=width)
+    assert_readable(lines, rows, width=width)
+    header = next(line for line in lines if line.startswith("lang"))
+    assert header.split() == ["lang", "grp", "n", *methods, "dpo", "-", "sft"]
+    # each language's row, then the resource group averages
+    vi = next(line for line in lines if line.startswith("vi "))
+    assert vi.split()[:3] == ["vi", "H", "100"]
+    averages = [line.split()[:3] for line in lines if line.startswith("avg ")]
+    assert averages[:4] == [["avg", "H", "1"], ["avg", "M", "1"], ["avg", "L", "1"], ["avg", "all", "3"]]
+
+
+def test_the_base_model_too_is_a_row_each_at_80_columns():
+    rows = grid(["base", "sft", "dpo"])
     lines = printed(rows)
     assert_readable(lines, rows)
     header = next(line for line in lines if line.startswith("lang"))
-    assert header.split() == ["lang", "n", *methods, "dpo", "-", "sft"]
+    assert header.split() == ["lang", "n", "method", "value", "vs", "sft", "95%", "CI"]
+    # the base model's difference from SFT, for reference
+    base = next(line for line in lines if line.startswith("vi ") and "base" in line)
+    assert base.split()[2:6] == ["base", "0.100", "±0.013", "-0.001"]
+
+
+def test_the_answer_comes_first():
+    rows = [row("sft", 0.5, 0.01), row("dpo", 0.6, 0.01), row("ppo", 0.5, 0.01),
+            row("sft", 0.5, 0.01, lang="bn"), row("dpo", 0.4, 0.01, lang="bn"), row("ppo", 0.5, 0.01, lang="bn"),
+            row("sft", 0.5, 0.01, lang="hi", task="hellaswag", metric="acc_norm"),
+            row("dpo", 0.51, 0.01, lang="hi", task="hellaswag", metric="acc_norm")]
+    lines = printed(rows)
+    assert max(map(len, lines)) <= 80
+    first_table = next(i for i, line in enumerate(lines) if line.startswith("lang"))
+    answer = lines[:first_table]
+    dpo = answer.index("dpo vs sft: better in 1, worse in 1, not distinguishable in 1 of 3")
+    assert answer[dpo + 1].split() == ["better", "vi", "arc", "·", "acc", "+0.100"]
+    assert answer[dpo + 2].split() == ["worse", "bn", "arc", "·", "acc", "-0.100"]
+    assert answer[dpo + 3].split() == ["not", "distinguishable", "hi", "hellaswag", "·", "acc_norm"]
+    assert "ppo vs sft: better in 0, worse in 0, not distinguishable in 2 of 2" in answer
 
 
 def test_many_methods_and_long_names_get_a_row_each():
@@ -66,8 +99,11 @@ def test_many_methods_and_long_names_get_a_row_each():
     lines = printed(rows)
     assert_readable(lines, rows)
     header = next(line for line in lines if line.startswith("lang"))
-    assert header.split() == ["lang", "n", "method", "value", "±", "vs", "sft"]
-    assert sum(line.split()[:1] == ["rloo_with_a_long_label"] for line in lines) == len(LANGS) * len(tasks)
+    assert header.split() == ["lang", "n", "method", "value", "vs", "sft", "95%", "CI"]
+    # a row per language, then per resource group average (H, M, L and all)
+    table_rows = [line for line in lines if line.split()[:1] == ["rloo_with_a_long_label"]
+                  and " vs sft: " not in line]  # not the answer's heading
+    assert len(table_rows) == (len(LANGS) + 4) * len(tasks)
 
 
 def test_rows_that_differ_only_in_protocol_show_it():
@@ -77,7 +113,7 @@ def test_rows_that_differ_only_in_protocol_show_it():
     assert max(map(len, lines)) <= 80
     header = next(line for line in lines if line.startswith("lang"))
     assert header.split()[-1] == "protocol"
-    assert any(line.split()[:5] == ["vi", "24", "sft", "0.400", "0.020"] for line in lines)
+    assert any(line.split()[:5] == ["vi", "24", "sft", "0.400", "±0.020"] for line in lines)
 
 
 def test_each_run_and_model_is_its_own_table():
@@ -106,18 +142,20 @@ def test_leaderboard_command_json(store, capsys):
     assert main(["leaderboard", "--db", str(store.path), "--format", "json"]) == 0
     out, err = capsys.readouterr()
     assert err == ""
-    assert len(json.loads(out)) == 3 * 3 * 4 + 1
+    data = json.loads(out)
+    assert len(data["results"]) == 3 * 3 * 4 + 1
+    assert [(s["method"], s["against"]) for s in data["summary"]] == [("dpo", "sft")]
     assert main(["leaderboard", "--db", str(store.path), "--format", "json", "--run", "other"]) == 0
     out, _ = capsys.readouterr()
     assert [(r["run"], r["method"], r["language"], r["task"], r["metric"], r["value"])
-            for r in json.loads(out)] == [("other", "sft", "bn", "arc", "acc", 0.7)]
+            for r in json.loads(out)["results"]] == [("other", "sft", "bn", "arc", "acc", 0.7)]
 
 
 def test_leaderboard_command_markdown_csv_and_table(store, capsys, monkeypatch):
     for fmt in ("markdown", "csv"):
         assert main(["leaderboard", "--db", str(store.path), "--format", fmt]) == 0
         out, _ = capsys.readouterr()
-        assert out == render(*compare(store.rows()), fmt)
+        assert out == render(build_report(store.rows()), fmt)
     monkeypatch.setenv("COLUMNS", "80")
     assert main(["leaderboard", "--db", str(store.path), "--run", "demo"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -43,7 +43,7 @@ def print_leaderboard(rows: list[ResultRow], title: str, console: Console | None
     from rich.text import Text
 
     from ..report import build_report
-    from ..report.text import CAPTION
+    from ..report.text import CAPTION, independence_note
 
     console = console or _console()
     if not rows:
@@ -61,11 +61,8 @@ def print_leaderboard(rows: list[ResultRow], title: str, console: Console | None
             console.print(Text.assemble("\n", (task, "bold cyan"), " · ", (metric, "cyan")))
             console.print(_fitting_table(report, run, model, task, metric, part, console))
     console.print(Text(CAPTION, style="dim"))
-    loose = [d for d in report.differences if d.how in ("stderr", "wilson")]
-    if loose:
-        console.print(Text(f"note: {len(loose)} of {len(report.differences)} differences have no per-item "
-                           "results; their intervals treat the evaluator's samples as independent",
-                           style="dim"))
+    if note := independence_note(report):
+        console.print(Text(note, style="dim"))
 
 
 def _print_answers(report: Report, console: Console) -> None:
@@ -118,8 +115,8 @@ def _new_table() -> Table:
     from rich import box
     from rich.table import Table
 
-    # no outer edges and one space of padding: the most room for the cells
-    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    # no outer edges, one space of padding shared by neighbours: the most room for the cells
+    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
 
 
 def _wide_table(report: Report, run: str, model: str, task: str, metric: str, lines: list[Line],
@@ -160,7 +157,7 @@ def _long_table(report: Report, run: str, model: str, task: str, metric: str, li
     table = _new_table()
     table.add_column("lang", no_wrap=True)
     table.add_column("n", justify="right", no_wrap=True)
-    table.add_column("method", no_wrap=True)
+    table.add_column("method", overflow="fold")  # the only column that may fold: numbers never do
     table.add_column("value", justify="right", no_wrap=True)
     table.add_column(f"vs {next(iter(against))}" if len(against) == 1 else "change", justify="right",
                      no_wrap=True)
@@ -263,11 +260,15 @@ def leaderboard_cmd(ctx: click.Context, db: Path, run_name: str | None, fmt: str
         write_plot(report, plot)
         click.echo(f"wrote {plot}", err=True)
     if fmt == "table":
-        if output is not None:
+        if output is not None:  # plain text at 100 columns, without colour codes
+            import io
+
             from rich.console import Console
 
-            with open(output.expanduser(), "w", encoding="utf-8") as fh:
-                print_leaderboard(rows, title, Console(file=fh, width=100, emoji=False), report=report)
+            buf = io.StringIO()
+            print_leaderboard(rows, title, Console(file=buf, width=100, emoji=False, color_system=None),
+                              report=report)
+            _write(buf.getvalue(), output)
         else:
             print_leaderboard(rows, title, report=report)
     elif fmt == "html":
@@ -284,14 +285,15 @@ def leaderboard_cmd(ctx: click.Context, db: Path, run_name: str | None, fmt: str
                                 "wrote into the file).")
 @click.option("--model", default="-", show_default=True,
               help="The base model the compared methods share (results of one model are compared).")
-@click.option("--protocol", help="Store this protocol instead of the one read from the file "
-                                 "(results are only compared within one protocol).")
+@click.option("--protocol", default="lm-eval", show_default=True,
+              help="The settings the results were made with: lm-eval (stock) or okapi (Okapi's shots); "
+                   "stored with the task, shots and lm-eval version, and only like is compared.")
 @click.option("--language", help="The language of tasks whose names carry none (e.g. arc_challenge).")
 @click.option("--subtasks", is_flag=True, help="Also import the subtasks of groups (e.g. each MMLU subject).")
 @click.option("--db", type=click.Path(path_type=Path), help="Results database (default: the leaderboard's --db).")
 @click.pass_context
 def import_cmd(ctx: click.Context, files: tuple[Path, ...], run_name: str, method: str | None, model: str,
-               protocol: str | None, language: str | None, subtasks: bool, db: Path | None) -> None:
+               protocol: str, language: str | None, subtasks: bool, db: Path | None) -> None:
     """Import lm-eval results JSON files, made anywhere, into the results database.
 
     Each task's language is read from its name (arc_vi, m_mmlu_vi, global_mmlu_full_vi,
@@ -310,7 +312,7 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], run_name: str, metho
     from ..leaderboard import ResultsStore
     from ..report import import_lm_eval
 
-    for option, value in (("--run", run_name), ("--method", method), ("--model", model)):
+    for option, value in (("--run", run_name), ("--method", method), ("--model", model), ("--protocol", protocol)):
         if value is not None and not value.strip():
             raise OkapiError(f"{option} is empty", where=option, hint=f"give {option} a name")
     if language is not None and not re.fullmatch(r"[a-z]{2,3}", language):

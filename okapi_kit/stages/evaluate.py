@@ -65,7 +65,7 @@ def _run(run: UnitRun, where: str, label: str, lang: str) -> dict[str, Any]:
     for s in scores:  # a NaN fails this unit now, not the results store after the whole run
         check_row(ResultRow(run=plan.cfg.name, model=model, method=label, language=lang, task=s["task"],
                             metric=s["metric"], value=float(s["value"]), stderr=s.get("stderr"),
-                            n=int(s["n"]), protocol=s.get("protocol", "")))
+                            n=int(s["n"]), protocol=s.get("protocol", ""), items=s.get("items") or None))
     out = run.path(run.unit.produces[0])
     atomic_write_text(out, json.dumps({"model": model, "label": label, "language": lang, "scores": scores},
                                       indent=2, ensure_ascii=False))
@@ -73,7 +73,8 @@ def _run(run: UnitRun, where: str, label: str, lang: str) -> dict[str, Any]:
 
 
 def result_rows(plan: Plan) -> list[ResultRow]:
-    """Every score file of this plan's evaluation units, as leaderboard rows."""
+    """Every score file of this plan's evaluation units, as leaderboard rows (with the per-item
+    values of scores that have them)."""
     rows = []
     model_name = plan.cfg.base_model or "-"
     for unit in plan.units:
@@ -86,5 +87,6 @@ def result_rows(plan: Plan) -> list[ResultRow]:
         for s in json.loads(path.read_text(encoding="utf-8"))["scores"]:
             rows.append(ResultRow(run=plan.cfg.name, model=model_name, method=art.model, language=art.lang,
                                   task=s["task"], metric=s["metric"], value=float(s["value"]),
-                                  stderr=s.get("stderr"), n=int(s["n"]), protocol=s.get("protocol", "")))
+                                  stderr=s.get("stderr"), n=int(s["n"]), protocol=s.get("protocol", ""),
+                                  items=s.get("items") or None))
     return rows
