@@ -29,7 +29,7 @@ def load_tokenizer(name: str, *, trust_remote_code: bool = False, padding_side: 
     try:
         tok = AutoTokenizer.from_pretrained(str(Path(name).expanduser()) if Path(name).expanduser().exists() else name,
                                             trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a damaged sentencepiece file
         raise _wrap(name, exc) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -44,7 +44,7 @@ def load_causal_lm(name: str, *, trust_remote_code: bool = False, dtype=None):
     try:
         return AutoModelForCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code,
                                                     dtype=dtype or "auto")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a damaged sentencepiece file
         raise _wrap(name, exc) from None
 
 
@@ -55,5 +55,5 @@ def load_sequence_classifier(name: str, *, trust_remote_code: bool = False):
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             name, num_labels=1, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a damaged sentencepiece file
         raise _wrap(name, exc) from None
