@@ -82,3 +82,8 @@ class ChatModel:
         """One reply per request, in order (concurrently where the provider allows); a request
         that still fails after retries comes back as :class:`~okapi_kit.Failed` with the reason."""
         raise NotImplementedError
+
+    def forget(self, requests: list[ChatRequest]) -> int:
+        """Drop stored answers to ``requests`` that a component found unusable, so that the
+        next run asks again instead of replaying them; a model without a cache has none."""
+        return 0

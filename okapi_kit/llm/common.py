@@ -52,6 +52,10 @@ class LLMComponent:
                                f"for {len(conversations)} requests")
         return replies
 
+    def forget(self, conversations: list[Messages]) -> int:
+        """Unusable replies are not kept in the request cache: a rerun asks again."""
+        return self.chat.forget([self.request(m) for m in conversations]) if conversations else 0
+
     def usage(self) -> dict[str, Any]:
         """Requests sent, cached, retried and failed, tokens, and what the component adds."""
         sent = self.__dict__.get("_chat_model")

@@ -162,6 +162,7 @@ class LLMJudgeRanker(LLMComponent, Ranker):
             except VerdictError as exc:
                 self.counts["unparsable"] += 1
                 results[t.pos] = Failed(f"judge output unparsable: {exc} (also after a repair request)")
+                self.forget([t.messages[:-2], t.messages])  # the verdict and its repair: asked again next run
 
     def _start(self, pos: int, item: SampleSet) -> _Item:
         shown = self.permutation(item)

@@ -89,8 +89,12 @@ class LLMTranslator(LLMComponent, Translator):
     def translate(self, texts: Sequence[str], source: str, target: str) -> list[str | None | Failed]:
         todo = list(dict.fromkeys(t for t in texts if t.strip()))  # a repeated text is asked once
         spans = {t: find_spans(t, self.config.protect) for t in todo}
-        replies = self.ask([self.messages(t.strip(), spans[t], source, target) for t in todo])
+        asked = [self.messages(t.strip(), spans[t], source, target) for t in todo]
+        replies = self.ask(asked)
         done = {t: self._result(t, reply, spans[t], target) for t, reply in zip(todo, replies)}
+        # a reply refused here (empty, protected spans changed) must not be replayed from the cache
+        self.forget([m for t, m, r in zip(todo, asked, replies)
+                     if isinstance(done[t], Failed) and not isinstance(r, Failed)])
         return [done[t] if t.strip() else t for t in texts]  # a blank text stays as it is
 
     def _result(self, text: str, reply: Any, spans: list[Span], target: str) -> str | Failed:

@@ -72,6 +72,13 @@ def chunked(run: UnitRun, items: list[Any], size: int, key: Callable[[Any], str]
         return dict(app.done)
 
 
+def chunk_size(component: Any) -> int:
+    """Items per resumable chunk: enough to keep an API-backed component's concurrent
+    requests busy (a chunk is one call), small enough that a crash loses little."""
+    concurrency = getattr(getattr(component, "config", None), "concurrency", None)
+    return max(16, 4 * concurrency) if isinstance(concurrency, int) else 16
+
+
 def replace_dir(tmp: Path, final: Path) -> None:
     """Move a finished folder into place; a stale one from an older fingerprint goes first."""
     if final.exists():

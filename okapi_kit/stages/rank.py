@@ -8,7 +8,7 @@ from ..components import Failed, RankResult
 from ..errors import OkapiError
 from ..graph import Plan, Records, Unit, UnitRun
 from ..records import Ranking, SampleSet, read_jsonl, write_jsonl
-from .common import chunked, component_reads, report_failures, usage_of
+from .common import chunk_size, chunked, component_reads, report_failures, usage_of
 
 NAME, VERSION = "rank", 2
 WHERE = "ranking.ranker"
@@ -55,7 +55,7 @@ def _run(run: UnitRun, lang: str) -> dict[str, Any]:
                                 scores=list(scores) if scores is not None else None, details=details).to_dict())
         return rows
 
-    done = chunked(run, items, 16, lambda s: s.id, work, ui=run.plan.ui)
+    done = chunked(run, items, chunk_size(ranker), lambda s: s.id, work, ui=run.plan.ui)
     report_failures(run, failures, f"{lang} ranking(s) by {ranker.name!r}")
     write_jsonl(run.path(Records("rankings", lang)), [done[s.id] for s in items])
     return {"rankings": len(items), **usage_of(ranker)}

@@ -68,10 +68,25 @@ def preference_pairs(rankings: list[Ranking], selection: str, prompt: Callable[[
     return rows
 
 
+def kwise_rankings(rankings: list[Ranking], selection: str, prompt: Callable[[Ranking], str]) -> list[dict[str, Any]]:
+    """``{prompt, responses}`` (best first) for a K-wise reward-model trainer: the whole ranking
+    (all C(K,2) pairs enter its loss), or ``best_worst``: K = 2, the first against the last.
+    A ranking of identical responses is left out."""
+    rows = []
+    for r in rankings:
+        best_first = r.ranked()
+        responses = best_first if selection != "best_worst" else [best_first[0], best_first[-1]]
+        if len(set(responses)) > 1:  # as with pairs: identical responses teach nothing
+            rows.append({"prompt": prompt(r), "responses": responses})
+    return rows
+
+
 def _run(run: UnitRun, scope: str | None, langs: list[str]) -> dict[str, Any]:
     plan = run.plan
     sft = run.model(Model("sft", scope))
-    records = preference_pairs(rankings_of(run, langs), plan.cfg.reward_model.pairs, reformatter(run, sft))
-    return train_model(run, plan.get_component(WHERE), model=sft, records=records, languages=langs, ui=plan.ui)
+    trainer = plan.get_component(WHERE)
+    pick = kwise_rankings if getattr(trainer, "data", "") == "ranking" else preference_pairs
+    records = pick(rankings_of(run, langs), plan.cfg.reward_model.pairs, reformatter(run, sft))
+    return train_model(run, trainer, model=sft, records=records, languages=langs, ui=plan.ui)
 
 

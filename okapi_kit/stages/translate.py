@@ -12,7 +12,7 @@ from ..components import Failed
 from ..errors import OkapiError
 from ..graph import Plan, Records, Unit, UnitRun
 from ..records import Instruction, read_jsonl, write_jsonl
-from .common import chunked, component_reads, report_failures, usage_of
+from .common import chunk_size, chunked, component_reads, report_failures, usage_of
 
 NAME, VERSION = "translate", 2
 FIELDS = ("instruction", "input", "output")
@@ -82,7 +82,7 @@ def _run(run: UnitRun, lang: str) -> dict[str, Any]:
                 failures.append({"id": f"{chunk[i].id}.{f}", "reason": reason})
         return [{"id": r.id, "record": r.to_dict()} for i, r in enumerate(rows) if i not in failed]
 
-    done = chunked(run, train + held, 16, lambda r: r.id, work, ui=getattr(plan, "ui", None))
+    done = chunked(run, train + held, chunk_size(translator), lambda r: r.id, work, ui=getattr(plan, "ui", None))
     report_failures(run, failures, f"{lang} translation(s) by {translator.name!r}")
     write_jsonl(run.path(Records("translations", lang)),
                 [Instruction.from_dict(done[r.id]["record"]) for r in train])

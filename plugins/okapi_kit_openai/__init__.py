@@ -1,0 +1,31 @@
+"""First-party plugin: translator, ranker (LLM judge) and instruction generator on any
+OpenAI-compatible chat-completions server, through the official ``openai`` client.
+
+The key comes from the environment variable named by ``api_key_env`` (default
+``OPENAI_API_KEY``); ``base_url`` points at vLLM, Ollama, LM Studio and the like.
+See docs/plugins/providers.md.
+"""
+
+from __future__ import annotations
+
+from okapi_kit import hookimpl
+
+from .chat import OpenAIChat, OpenAIOptions
+from .components import OpenAIGenerator, OpenAIJudgeRanker, OpenAITranslator
+
+__all__ = ["OpenAIChat", "OpenAIGenerator", "OpenAIJudgeRanker", "OpenAIOptions", "OpenAITranslator"]
+
+
+@hookimpl
+def okapi_register_translators(register):
+    register(OpenAITranslator)
+
+
+@hookimpl
+def okapi_register_rankers(register):
+    register(OpenAIJudgeRanker)
+
+
+@hookimpl
+def okapi_register_generators(register):
+    register(OpenAIGenerator)
