@@ -24,6 +24,7 @@ from .components import (
     Trainer,
     TrainJob,
     TrainResult,
+    TransferMethod,
     Translator,
 )
 from .errors import OkapiError
@@ -35,6 +36,6 @@ __version__ = "0.1.0"
 __all__ = [
     "NOT_IN_FINGERPRINT", "Component", "ComponentConfig", "EvalTarget", "Evaluator", "Failed", "InputPath", "Instruction",
     "InstructionGenerator", "OkapiError", "PreferencePair", "RankResult", "Ranker", "Ranking",
-    "RewardSource", "SampleSet", "Sampler", "Score", "Stage", "Trainer", "TrainJob", "TrainResult",
+    "RewardSource", "SampleSet", "Sampler", "Score", "Stage", "Trainer", "TrainJob", "TrainResult", "TransferMethod",
     "Translator", "__version__", "hookimpl",
 ]

@@ -235,6 +235,19 @@ class Evaluator(Component):
         """
 
 
+class TransferMethod(Component):
+    """How a reward model trained in one language scores responses in another: as they are
+    (direct), after translating them into the RM's language, or any other way."""
+
+    kind = "transfer"
+
+    def score(self, reward: RewardSource, prompts: Sequence[str], responses: Sequence[str], *,
+              rm_language: str, languages: Sequence[str]) -> list[float]:
+        """The reward of each (prompt, response) written in ``languages[i]``, by ``reward``
+        trained in ``rm_language``."""
+        raise NotImplementedError
+
+
 class Stage(Component):
     """A pipeline stage added by a plugin (e.g. a filter between rank and reward model).
 
@@ -253,5 +266,6 @@ class Stage(Component):
 
 KINDS: dict[str, type[Component]] = {
     cls.kind: cls
-    for cls in (Translator, InstructionGenerator, Sampler, Ranker, RewardSource, Trainer, Evaluator, Stage)
+    for cls in (Translator, InstructionGenerator, Sampler, Ranker, RewardSource, Trainer, Evaluator,
+                TransferMethod, Stage)
 }

@@ -74,6 +74,11 @@ def okapi_register_evaluators(register: Register) -> None:
 
 
 @hookspec
+def okapi_register_transfer_methods(register: Register) -> None:
+    """Register :class:`~okapi_kit.TransferMethod` classes: how an RM of one language scores another."""
+
+
+@hookspec
 def okapi_register_stages(register: Register) -> None:
     """Register :class:`~okapi_kit.Stage` classes: extra pipeline stages a config adds under ``stages:``."""
 
@@ -120,5 +125,6 @@ REGISTER_HOOKS: dict[str, str] = {
     "reward_source": "okapi_register_reward_sources",
     "trainer": "okapi_register_trainers",
     "evaluator": "okapi_register_evaluators",
+    "transfer": "okapi_register_transfer_methods",
     "stage": "okapi_register_stages",
 }
