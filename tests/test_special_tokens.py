@@ -6,7 +6,8 @@ tokenizer puts before a text and nothing it appends by itself is kept.
 
 The expected ids are written out here from the tokenizer's plain encoding, and the ids
 each component uses are taken from what it hands to the model (generate's inputs, the
-reward model's forward inputs) or to TRL (the trainer's processed dataset).
+reward model's forward inputs) or to its trainer loop (TRL's or transformers', the
+trainer's processed dataset).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import okapi_kit_trl.kwise as kwise  # noqa: E402
 import torch  # noqa: E402
 import trl  # noqa: E402
 from okapi_kit_transformers.reward import RewardModelSource  # noqa: E402
@@ -95,15 +97,16 @@ class Built(Exception):
     """Raised right after a TRL trainer is built: its processed dataset is what it would train on."""
 
 
-def trl_dataset(monkeypatch, tmp_path, trainer_cls, name: str, path: str, records) -> list[dict]:
-    base = getattr(trl, name)
+def trl_dataset(monkeypatch, tmp_path, trainer_cls, name: str, path: str, records, module=trl) -> list[dict]:
+    """The processed training set of the ``module.name`` trainer class that ``trainer_cls`` builds."""
+    base = getattr(module, name)
 
     class Capture(base):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             raise Built(self)
 
-    monkeypatch.setattr(trl, name, Capture)
+    monkeypatch.setattr(module, name, Capture)
     job = TrainJob(model=path, output_dir=tmp_path / "out", work_dir=tmp_path / "work", records=records)
     config = trainer_cls.Config(max_steps=1, batch_size=1, gradient_accumulation_steps=1,
                                 gradient_checkpointing=False, device="cpu")
@@ -155,9 +158,13 @@ def test_trainers_train_on_the_ids_that_are_sampled_and_scored(models, kind, mon
     assert sft["input_ids"] == chosen_ids
     assert sft["labels"] == [-100] * len(prompt_ids) + chosen_ids[len(prompt_ids):]
 
+    # the reward trainer's loop is transformers' Trainer with the K-wise loss (okapi_kit_trl.kwise)
+    ranking = {"prompt": PROMPT, "responses": [CHOSEN, REJECTED]}
+    [rm] = trl_dataset(monkeypatch, tmp_path / "rm", RewardTrainer, "RankingRewardTrainer", path, [ranking],
+                       module=kwise)
+    assert rm["responses_ids"] == [chosen_ids, rejected_ids]
+
     pair = {"prompt": PROMPT, "chosen": CHOSEN, "rejected": REJECTED}
-    [rm] = trl_dataset(monkeypatch, tmp_path / "rm", RewardTrainer, "RewardTrainer", path, [pair])
-    assert (rm["chosen_ids"], rm["rejected_ids"]) == (chosen_ids, rejected_ids)
 
     [dpo] = trl_dataset(monkeypatch, tmp_path / "dpo", DPOTrainer, "DPOTrainer", path, [pair])
     assert dpo["prompt_ids"] == prompt_ids

@@ -1,4 +1,5 @@
-"""The TRL trainers (sft, reward, dpo) on tiny models: they learn, resume and log."""
+"""The TRL trainers (sft, reward, dpo, grpo) on tiny models: they learn, resume and log; LoRA,
+model loading options and trl_args reach them."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 
 import torch  # noqa: E402
 from okapi_kit_transformers.reward import RewardModelSource  # noqa: E402
-from okapi_kit_trl import DPOTrainer, RewardTrainer, SFTTrainer  # noqa: E402
+from okapi_kit_trl import DPOTrainer, GRPOTrainer, RewardTrainer, SFTTrainer  # noqa: E402
 
 from okapi_kit import OkapiError, TrainJob  # noqa: E402
+from okapi_kit.registry import Registry, create_component  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -93,12 +95,14 @@ def test_registered_with_documented_configs():
     from okapi_kit.plugins import registry
 
     reg = registry()
-    expected = {"sft": ("sft", "policy"), "reward": ("preference", "reward_model"), "dpo": ("preference", "policy")}
+    expected = {"sft": ("sft", "policy"), "reward": ("ranking", "reward_model"), "dpo": ("preference", "policy"),
+                "grpo": ("prompts", "policy")}
     for name, (data, produces) in expected.items():
         cls = reg.get("trainer", name).cls
         assert (cls.data, cls.produces) == (data, produces)
         undocumented = [f for f, info in cls.Config.model_fields.items() if not info.description]
         assert not undocumented, f"{name}: {undocumented}"
+        assert {"dtype", "attn_implementation", "lora", "trl_args"} <= cls.Config.model_fields.keys()
     assert RewardTrainer.Config().num_epochs == 2
     assert DPOTrainer.Config(loss_type="ipo").loss_type == "ipo"
     with pytest.raises(ValueError):
@@ -153,9 +157,11 @@ def rewards(path, records) -> tuple[float, float]:
 
 
 def test_reward_model_separates_preferences(tmp_path, tiny):
+    """Pairs train the K-wise reward model as rankings of K = 2."""
     records = preference_pairs()
     trainer = RewardTrainer(RewardTrainer.Config(**FAST, learning_rate=3e-3, max_steps=30))
-    trainer.train(job(tmp_path, tiny, records))
+    trainer.train(job(tmp_path, tiny, [{"prompt": x["prompt"], "responses": [x["chosen"], x["rejected"]]}
+                                       for x in records]))
     out = tmp_path / "out"
     from transformers import AutoConfig
 
@@ -167,8 +173,11 @@ def test_reward_model_separates_preferences(tmp_path, tiny):
     accuracy, margin = rewards(out, records)
     assert accuracy >= 0.9 and margin > 0 and margin > margin_before + 1.0, (margin_before, accuracy, margin)
     lines = read_metrics(out / "metrics.jsonl")
-    assert {"accuracy", "margin", "loss", "learning_rate"} <= lines[-1].keys()
-    assert lines[-1]["accuracy"] >= 0.9
+    train_lines = [m for m in lines if "loss" in m]
+    assert {"accuracy", "margin", "loss", "learning_rate"} <= train_lines[-1].keys()
+    assert train_lines[-1]["accuracy"] >= 0.9
+    # the default eval_fraction holds 5% of the prompts out (2 of 32) and reports their pairs
+    assert lines[-1]["step"] == 30 and lines[-1]["eval_pairs"] == 2 and "eval_accuracy" in lines[-1]
 
 
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
@@ -252,3 +261,128 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny):
     # a checkpoint of another job in the same work folder is not resumed silently
     with pytest.raises(OkapiError, match="different training job"):
         SFTTrainer(config).train(job(tmp_path / "resumed", tiny, records[:8], seed=3))
+
+
+# -- LoRA -----------------------------------------------------------------------------------------
+
+
+def test_lora_sft_learns_and_saves_a_merged_model(tmp_path, tiny):
+    from safetensors.torch import load_file
+
+    records = [{"prompt": f"Greet #{i}: ", "completion": ["xin chào", "bonjour", "hola"][i % 3]} for i in range(24)]
+    config = SFTTrainer.Config(**FAST, learning_rate=1e-2, max_steps=30, lora={"r": 8})
+    SFTTrainer(config).train(job(tmp_path, tiny, records))
+    out = tmp_path / "out"
+    assert not (out / "adapter_config.json").exists()
+    weights, base = load_file(out / "model.safetensors"), load_file(Path(tiny) / "model.safetensors")
+    assert weights.keys() == base.keys()
+    assert torch.equal(weights["model.embed_tokens.weight"], base["model.embed_tokens.weight"])
+    assert not torch.allclose(weights["model.layers.0.mlp.down_proj.weight"], base["model.layers.0.mlp.down_proj.weight"])
+
+    def mean_token_logp(path):
+        model, tok = load_lm(path)
+        pairs = [completion_logps(model, tok, r["prompt"], r["completion"]) for r in records]
+        return sum(s for s, _ in pairs) / sum(n for _, n in pairs)
+
+    assert mean_token_logp(out) > mean_token_logp(tiny) + 0.3  # full fine-tuning: +1.5 (test_sft_learns)
+
+
+def count_loads(monkeypatch) -> list[str]:
+    """The model classes loaded with from_pretrained from now on."""
+    from transformers import PreTrainedModel
+
+    loads: list[str] = []
+    original = PreTrainedModel.from_pretrained.__func__
+
+    def counting(cls, *args, **kwargs):
+        loads.append(cls.__name__)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(counting))
+    return loads
+
+
+def test_lora_dpo_uses_the_policy_without_its_adapter_as_reference(tmp_path, tiny, monkeypatch):
+    """No second copy of the model is loaded for the reference: one load to train, one to merge
+    the adapter at the end (against three with a reference in another folder)."""
+    import shutil
+
+    records = preference_pairs(16)
+    beta = 0.1
+    loads = count_loads(monkeypatch)
+    config = DPOTrainer.Config(**FAST, learning_rate=1e-2, max_steps=15, beta=beta, lora=True)
+    DPOTrainer(config).train(job(tmp_path / "same", tiny, records, reference_model=tiny))
+    assert loads == ["LlamaForCausalLM"] * 2
+    lines = read_metrics(tmp_path / "same/out/metrics.jsonl")
+    assert lines[0]["loss"] == pytest.approx(math.log(2), rel=1e-4)  # the reference is the starting policy
+    ref, tok = load_lm(tiny)
+    policy, _ = load_lm(tmp_path / "same/out")
+    margin = sum(beta * ((completion_logps(policy, tok, x["prompt"], x["chosen"])[0]
+                          - completion_logps(ref, tok, x["prompt"], x["chosen"])[0])
+                         - (completion_logps(policy, tok, x["prompt"], x["rejected"])[0]
+                            - completion_logps(ref, tok, x["prompt"], x["rejected"])[0])) for x in records)
+    assert margin / len(records) > 0.3
+
+    other = shutil.copytree(tiny, tmp_path / "reference")
+    loads.clear()
+    DPOTrainer(DPOTrainer.Config(**FAST, max_steps=1, lora=True)).train(
+        job(tmp_path / "other", tiny, records, reference_model=str(other)))
+    assert loads == ["LlamaForCausalLM"] * 3
+
+
+# -- model loading options and trl_args ---------------------------------------------------------
+
+
+def test_dtype_and_attention_kernel_reach_the_model(tmp_path, tiny):
+    from safetensors.torch import load_file
+
+    records = [{"prompt": "a ", "completion": "b"}] * 8
+    SFTTrainer(SFTTrainer.Config(**FAST, max_steps=1, dtype="bf16", attn_implementation="eager")).train(
+        job(tmp_path, tiny, records))
+    assert {t.dtype for t in load_file(tmp_path / "out/model.safetensors").values()} == {torch.bfloat16}
+    with pytest.raises(OkapiError, match="attn_implementation=\"banana\"") as info:
+        SFTTrainer(SFTTrainer.Config(attn_implementation="banana")).train(job(tmp_path / "bad", tiny, records))
+    assert "could not load model" in info.value.message
+
+
+def create(cls, options: dict):
+    """A trainer as ``validate`` builds it from a config's options."""
+    reg = Registry()
+    reg.add("trainer", cls, plugin="test")
+    return create_component(reg, "trainer", cls.name, options, where="config.yaml: alignment[0].trainer")
+
+
+def test_trl_args_are_checked_at_validation():
+    assert create(SFTTrainer, {"trl_args": {"optim": "sgd"}}).config.trl_args == {"optim": "sgd"}
+    assert create(RewardTrainer, {"trl_args": {"optim": "sgd"}}).config.trl_args == {"optim": "sgd"}
+    with pytest.raises(OkapiError, match="'packin' is not a field of trl.SFTConfig; did you mean the option packing"):
+        create(SFTTrainer, {"trl_args": {"packin": True}})
+    with pytest.raises(OkapiError, match="'bta' is not a field of trl.DPOConfig; did you mean the option beta"):
+        create(DPOTrainer, {"trl_args": {"bta": 0.2}})
+    with pytest.raises(OkapiError, match="'learning_rate' is set by the option learning_rate"):
+        create(GRPOTrainer, {"trl_args": {"learning_rate": 1.0}})
+    with pytest.raises(OkapiError, match="'output_dir' cannot be set"):
+        create(RewardTrainer, {"trl_args": {"output_dir": "x"}})
+    with pytest.raises(OkapiError, match="'loss_type' is not a field of transformers.TrainingArguments"):
+        create(RewardTrainer, {"trl_args": {"loss_type": "x"}})  # the reward loop is transformers' Trainer
+
+
+def test_trl_args_reach_trl(tmp_path, tiny):
+    """TRL's SFT loss_type "dft" weighs each token's NLL by its (detached) probability: on a
+    model that spreads its probability over ~260 tokens, the first loss is about 1/260 of the NLL."""
+    records = [{"prompt": f"P{i} ", "completion": "hello"} for i in range(8)]
+    first = {}
+    for loss_type in ("nll", "dft"):
+        options = {"trl_args": {"loss_type": loss_type}} if loss_type == "dft" else {}
+        SFTTrainer(SFTTrainer.Config(**FAST, max_steps=1, **options)).train(job(tmp_path / loss_type, tiny, records))
+        [line] = read_metrics(tmp_path / loss_type / "out" / "metrics.jsonl")
+        first[loss_type] = line["loss"]
+    assert first["nll"] > 5.0
+    assert first["dft"] < first["nll"] / 50
+
+
+def test_refused_training_arguments_are_user_errors(tmp_path, tiny):
+    records = [{"prompt": "a ", "completion": "b"}] * 8
+    config = SFTTrainer.Config(**FAST, max_steps=1, trl_args={"optim": "no_such_optimizer"})
+    with pytest.raises(OkapiError, match="TRL refused the training arguments"):
+        SFTTrainer(config).train(job(tmp_path, tiny, records))

@@ -9,7 +9,7 @@ from ..graph import Model, Plan, Records, Unit, UnitRun
 from ..records import Ranking, read_jsonl
 from .common import component_reads, prompt_formatter, train_model
 
-NAME, VERSION = "reward_model", 2
+NAME, VERSION = "reward_model", 3
 WHERE = "reward_model.trainer"
 
 

@@ -1,4 +1,4 @@
-"""Shared machinery of the TRL trainers: arguments, metrics, checkpoints, saving.
+"""Shared machinery of the TRL trainers: records, arguments, metrics, checkpoints.
 
 Imported only inside ``train()``: it pulls in transformers (and torch) at import time.
 """
@@ -10,16 +10,14 @@ import hashlib
 import json
 import logging
 import re
-import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback, set_seed
-from transformers.trainer_callback import PrinterCallback
+from transformers import TrainerCallback
 
-from okapi_kit import OkapiError, TrainJob, TrainResult
+from okapi_kit import OkapiError, TrainJob
 
 from .config import TrainConfig
 
@@ -153,16 +151,19 @@ def training_kwargs(config: TrainConfig, job: TrainJob) -> dict[str, Any]:
 
 
 class OkapiCallback(TrainerCallback):
-    """Appends each training log as a JSON line and reports progress after every step."""
+    """Appends each training or evaluation log as a JSON line (main process only) and reports
+    progress after every step."""
 
     def __init__(self, metrics_path: Path, progress: Callable[[int, int], None] | None):
         self.metrics_path = metrics_path
         self.progress = progress
         self.last: dict[str, float] = {}
+        self.evaluation: dict[str, float] = {}
         self.summary: dict[str, float] = {}
+        self.written_step: int | None = None  # the step of the last line written
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.progress is not None:
+        if self.progress is not None and state.is_world_process_zero:
             self.progress(state.global_step, state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -170,11 +171,27 @@ class OkapiCallback(TrainerCallback):
         if "train_runtime" in numbers:  # the end-of-training summary, not a step
             self.summary = numbers
             return
-        if "loss" not in numbers:
+        if any(k.startswith("eval_") for k in numbers):
+            self.evaluation = numbers
+        elif "loss" in numbers:
+            self.last = numbers
+        else:
             return
-        self.last = numbers
-        line = {"step": state.global_step, **numbers}
-        with self.metrics_path.open("a") as fh:
+        if state.is_world_process_zero:
+            line = {"step": state.global_step, **numbers}
+            write_metrics(self.metrics_path, line, merge=state.global_step == self.written_step)
+            self.written_step = state.global_step
+
+
+def write_metrics(path: Path, line: dict[str, Any], *, merge: bool) -> None:
+    """Append ``line``, or with ``merge`` fold it into the last line (an evaluation logged after
+    its step's training figures): one line per step."""
+    if merge:
+        lines = path.read_text().splitlines()
+        lines[-1] = json.dumps({**json.loads(lines[-1]), **line})
+        path.write_text("".join(ln + "\n" for ln in lines))
+    else:
+        with path.open("a") as fh:
             fh.write(json.dumps(line) + "\n")
 
 
@@ -208,33 +225,3 @@ def quiet() -> Iterator[None]:
                 enable()
 
 
-def run(name: str, job: TrainJob, config: TrainConfig,
-        build: Callable[[dict[str, Any], list[TrainerCallback]], Any], tokenizer) -> TrainResult:
-    """Build a TRL trainer with ``build(kwargs, callbacks)``, train it (resuming), save, report."""
-    work_dir, output_dir = Path(job.work_dir), Path(job.output_dir)
-    with quiet():
-        resume = prepare_work_dir(work_dir, fingerprint(name, job, config))
-        callback = OkapiCallback(work_dir / METRICS, job.progress)
-        set_seed(job.seed)  # new heads (the reward model's score) start the same for a given seed
-        trainer = build(training_kwargs(config, job), [callback])
-        trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
-        if resume is not None:
-            log.info("resuming %s from %s", name, resume)
-        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-        save(trainer, tokenizer, output_dir)
-    if (work_dir / METRICS).is_file():
-        shutil.copyfile(work_dir / METRICS, output_dir / METRICS)
-    metrics = {**callback.last, **callback.summary, "global_step": float(trainer.state.global_step)}
-    return TrainResult(output_dir=output_dir, metrics=metrics)
-
-
-def save(trainer, tokenizer, output_dir: Path) -> None:
-    """The final model (safetensors) and its tokenizer."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model_config = getattr(trainer.model, "config", None)
-    if getattr(model_config, "use_cache", None) is False:  # TRL turns the KV cache off to train
-        model_config.use_cache = True
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(str(output_dir))
-    for leftover in ("training_args.bin",):
-        (output_dir / leftover).unlink(missing_ok=True)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from okapi_kit import Trainer, TrainJob, TrainResult
+from okapi_kit import TrainJob
 
-from .config import TrainConfig
+from .base import TRLTrainer
+from .config import TRLTrainConfig
 
 
-class DPOConfig(TrainConfig):
+class DPOConfig(TRLTrainConfig):
     """Options of the ``dpo`` trainer (defaults after Rafailov et al. 2023 / Zephyr: beta 0.1, lr 5e-7)."""
+
+    trl_config: ClassVar[str] = "trl:DPOConfig"
+    own_args: ClassVar[dict[str, str]] = {"beta": "beta", "loss_type": "loss_type",
+                                          "precompute_ref_log_probs": "precompute_ref_log_probs"}
 
     learning_rate: float = Field(5e-7, gt=0, description="Peak learning rate of AdamW.")
     num_epochs: float = Field(1.0, gt=0, description="Passes over the pairs; ignored when max_steps is set.")
@@ -27,41 +33,50 @@ class DPOConfig(TrainConfig):
         "saves memory and time per step, costs one pass over the data first.")
 
 
-class DPOTrainer(Trainer):
-    """Direct preference optimisation of the policy on {prompt, chosen, rejected} pairs (TRL DPOTrainer)."""
+class DPOTrainer(TRLTrainer):
+    """Direct preference optimisation of the policy on {prompt, chosen, rejected} pairs (TRL DPOTrainer).
+
+    The reference is ``job.reference_model`` (default: the job's model). With LoRA and the job's
+    model as reference, no second copy is loaded: the reference is the policy with its adapter
+    disabled.
+    """
 
     name = "dpo"
     data: ClassVar[str] = "preference"
     produces: ClassVar[str] = "policy"
     Config = DPOConfig
+    record_keys = ("prompt", "chosen", "rejected")
 
-    def train(self, job: TrainJob) -> TrainResult:
-        import torch
-        import trl
+    def datasets(self, records, rule, job: TrainJob):
         from datasets import Dataset
-        from okapi_kit_transformers.loading import load_causal_lm, load_tokenizer
-        from okapi_kit_transformers.tokens import TokenRule, rule_tokenizer
 
-        from . import common
-
-        config: DPOConfig = self.config
-        records = common.check_records(job.records, ("prompt", "chosen", "rejected"), self.name)
-        tokenizer = load_tokenizer(job.model, trust_remote_code=job.trust_remote_code, padding_side="right")
         # TRL's DPOTrainer tokenizes the texts itself (it appends EOS to chosen and rejected):
-        # a tokenizer that adds only what the shared rule adds makes its ids the rule's.
-        rule = TokenRule.of(tokenizer)
-        records = [{**r, "prompt": rule.without_start_text(r["prompt"])} for r in records]
-        trl_tokenizer = rule_tokenizer(tokenizer)
+        # with the rule's tokenizer (see build) and no START written out, its ids are the rule's.
+        return Dataset.from_list([{**r, "prompt": rule.without_start_text(r["prompt"])} for r in records]), None
+
+    def method_args(self, job: TrainJob) -> dict[str, Any]:
+        c = self.config
+        return {"beta": c.beta, "loss_type": [c.loss_type], "precompute_ref_log_probs": c.precompute_ref_log_probs}
+
+    def build(self, *, job, args, model, train_set, held_out, tokenizer, peft_config, callbacks):
+        import trl
+        from okapi_kit_transformers.tokens import rule_tokenizer
+
+        from . import models
+
         reference = job.reference_model or job.model
+        if peft_config is not None and same_model(reference, job.model):
+            ref_model = None  # TRL disables the adapter to compute the reference log-probs
+        else:
+            ref_model = models.load(reference, models.CAUSAL_LM, self.config, trust_remote_code=job.trust_remote_code)
+        return trl.DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=train_set,
+                              processing_class=rule_tokenizer(tokenizer), callbacks=callbacks,
+                              peft_config=peft_config)
 
-        def build(kwargs, callbacks):
-            args = trl.DPOConfig(**kwargs, beta=config.beta, loss_type=[config.loss_type],
-                                 precompute_ref_log_probs=config.precompute_ref_log_probs)
-            load = dict(trust_remote_code=job.trust_remote_code, dtype=torch.float32)
-            model = load_causal_lm(job.model, **load)
-            ref_model = load_causal_lm(reference, **load)
-            return trl.DPOTrainer(model=model, ref_model=ref_model, args=args,
-                                  train_dataset=Dataset.from_list(records), processing_class=trl_tokenizer,
-                                  callbacks=callbacks)
 
-        return common.run(self.name, job, config, build, tokenizer)
+def same_model(a: str, b: str) -> bool:
+    """Whether two model names are the same folder (or the same hub id)."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    if pa.exists() and pb.exists():
+        return pa.resolve() == pb.resolve()
+    return a == b

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
-from okapi_kit import Trainer, TrainJob, TrainResult
+from okapi_kit import TrainJob
 
-from .config import TrainConfig
+from .base import TRLTrainer
+from .config import TRLTrainConfig
 
 
-class SFTConfig(TrainConfig):
+class SFTConfig(TRLTrainConfig):
     """Options of the ``sft`` trainer (defaults follow Alpaca/Okapi: 3 epochs at 2e-5, cosine)."""
+
+    trl_config: ClassVar[str] = "trl:SFTConfig"
+    own_args: ClassVar[dict[str, str]] = {"completion_only_loss": "completion_only_loss", "packing": "packing"}
 
     completion_only_loss: bool = Field(
         True, description="Compute the loss on the completion tokens only (False: on prompt and completion).")
@@ -21,35 +25,26 @@ class SFTConfig(TrainConfig):
         "padding-free attention implementation such as flash-attention to keep records apart).")
 
 
-class SFTTrainer(Trainer):
+class SFTTrainer(TRLTrainer):
     """Supervised fine-tuning on {prompt, completion} records (TRL SFTTrainer)."""
 
     name = "sft"
     data: ClassVar[str] = "sft"
     produces: ClassVar[str] = "policy"
     Config = SFTConfig
+    record_keys = ("prompt", "completion")
 
-    def train(self, job: TrainJob) -> TrainResult:
-        import torch
+    def datasets(self, records, rule, job: TrainJob):
+        return sft_dataset(rule, records), None
+
+    def method_args(self, job: TrainJob) -> dict[str, Any]:
+        return {"completion_only_loss": self.config.completion_only_loss, "packing": self.config.packing}
+
+    def build(self, *, job, args, model, train_set, held_out, tokenizer, peft_config, callbacks):
         import trl
-        from okapi_kit_transformers.loading import load_causal_lm, load_tokenizer
-        from okapi_kit_transformers.tokens import TokenRule
 
-        from . import common
-
-        config: SFTConfig = self.config
-        records = common.check_records(job.records, ("prompt", "completion"), self.name)
-        tokenizer = load_tokenizer(job.model, trust_remote_code=job.trust_remote_code, padding_side="right")
-        dataset = sft_dataset(TokenRule.of(tokenizer), records)
-
-        def build(kwargs, callbacks):
-            args = trl.SFTConfig(**kwargs, completion_only_loss=config.completion_only_loss,
-                                 packing=config.packing)
-            model = load_causal_lm(job.model, trust_remote_code=job.trust_remote_code, dtype=torch.float32)
-            return trl.SFTTrainer(model=model, args=args, train_dataset=dataset,
-                                  processing_class=tokenizer, callbacks=callbacks)
-
-        return common.run(self.name, job, config, build, tokenizer)
+        return trl.SFTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer,
+                              callbacks=callbacks, peft_config=peft_config)
 
 
 def sft_dataset(rule, records: list[dict[str, str]]):
