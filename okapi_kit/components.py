@@ -66,6 +66,11 @@ class Component:
     def __init__(self, config: ComponentConfig | None = None):
         self.config = config if config is not None else self.Config()
 
+    def input_files(self) -> list[Path]:
+        """Files this component reads beyond its path options (e.g. the module of a reward
+        function): their content enters the fingerprint of every unit that uses it."""
+        return []
+
     @classmethod
     def summary(cls) -> str:
         doc = (cls.__doc__ or "").strip()

@@ -301,3 +301,22 @@ def test_a_local_base_model_enters_fingerprints_by_content(tmp_path):
     (first / "config.json").write_text(json.dumps({"weights": "c"}), encoding="utf-8")  # retrained in place
     edited = fingerprints(plan_of(cfg, tmp_path))
     assert {k for k in before if edited[k] != before[k]} == base_units | SFT_DOWN
+
+
+def test_editing_a_reward_function_reruns_what_it_trained(tmp_path):
+    (tmp_path / "sft").mkdir()
+    (tmp_path / "sft" / "config.json").write_text("{}", encoding="utf-8")
+    rewards = tmp_path / "rewards.py"
+    rewards.write_text("def score(prompts, completions, **kw):\n    return [0.0 for _ in completions]\n",
+                       encoding="utf-8")
+    prompts = tmp_path / "prompts_vi.jsonl"
+    prompts.write_text('{"instruction": "Viết một câu."}\n', encoding="utf-8")
+    cfg = {"name": "rl", "languages": ["vi"], "models": {"sft": "sft"}, "data": {"prompts": {"vi": str(prompts)}},
+           "alignment": [{"method": "rloo", "trainer": {"name": "rloo", "options": {"max_steps": 1}},
+                          "reward": {"name": "callable", "options": {"function": "rewards.py:score"}}}],
+           "evaluation": {"models": []}}
+    before = fingerprints(plan_of(cfg, tmp_path))
+    rewards.write_text("def score(prompts, completions, **kw):\n    return [1.0 for _ in completions]\n",
+                       encoding="utf-8")
+    after = fingerprints(plan_of(cfg, tmp_path))
+    assert {k for k in before if after[k] != before[k]} == {"align/rloo"}

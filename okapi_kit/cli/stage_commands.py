@@ -182,7 +182,8 @@ def _default_label(model: str, i: int) -> str:
 @click.option("--language", default=None, metavar="CODE",
               help="Language of the data (default: from Okapi file names like r_vi.json, else en).")
 @click.option("--reward", default=None, metavar="SPEC",
-              help="For online-RL trainers: a reward-model path or hub id.")
+              help="For online-RL trainers: a reward-model path or hub id, or a Python reward function "
+                   "module:function (or file.py:function), f(prompts, completions, **kwargs) -> list[float].")
 @options_option
 @set_option
 @fresh_option
@@ -219,8 +220,8 @@ def train_cmd(method, model, data_files, output, language, reward, options_file,
         align: dict[str, Any] = {"method": method, "trainer": trainer}
         if cls.data == "prompts":
             if reward is None:
-                raise OkapiError(f"trainer {method!r} learns from a reward", hint="give --reward PATH_OR_ID")
-            align["reward"] = {"name": "reward_model", "options": {"path": _cli_path(reward, "--reward", "model folder", folder=True)}}
+                raise OkapiError(f"trainer {method!r} learns from a reward", hint="give --reward PATH_OR_ID (a reward model) or --reward module:function")
+            align["reward"] = _reward_source(reward)
         data.update(models={"sft": _cli_path(model, "--model", "model folder", folder=True)}, data={kind: {lang: files}},
                     alignment=[align])
         label = method
@@ -230,6 +231,20 @@ def train_cmd(method, model, data_files, output, language, reward, options_file,
             run_dir=output,
             db=None, fresh=fresh, quiet=quiet, leaderboard=False)
     click.echo(f"model: {output.expanduser().resolve() / 'models' / label}")
+
+
+def _reward_source(spec: str) -> dict[str, Any]:
+    """``--reward``: ``module:function`` or ``file.py:function`` is a Python reward function (reward
+    source ``callable``; a module is also looked for in the working directory); anything else is a
+    reward model's path or hub id (reward source ``reward_model``)."""
+    module, sep, attr = spec.rpartition(":")
+    dotted = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
+    if (sep and re.fullmatch(dotted, attr) and (module.endswith(".py") or re.fullmatch(dotted, module))
+            and not Path(spec).expanduser().exists()):
+        if module.endswith(".py"):  # a file on the command line is relative to the working directory
+            module = _cli_path(module, "--reward", "file")
+        return {"name": "callable", "options": {"function": f"{module}:{attr}"}}
+    return {"name": "reward_model", "options": {"path": _cli_path(spec, "--reward", "model folder", folder=True)}}
 
 
 @click.command("translate")

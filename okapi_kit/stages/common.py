@@ -40,7 +40,8 @@ def component_reads(plan: Plan, where: str) -> tuple[dict[str, Any], list[Path]]
             return [walk(v) for v in value]
         return value
 
-    return {"component": comp.name, "options": walk(comp.config)}, files
+    reads = {"component": comp.name, "options": walk(comp.config)}
+    return reads, files + list(comp.input_files())
 
 
 def _in_fingerprint(field: Any) -> bool:
