@@ -220,6 +220,8 @@ class EvalTarget:
     # For evaluators with ``uses_generations``: the responses the model gave to each prompt,
     # made once per (model, language, sampling settings) and shared by every such evaluator.
     responses: list[list[str]] | None = None
+    # For evaluators with ``uses_reward_model``: the run's reward model for this language.
+    reward_model: str | None = None
     seed: int = 0
     trust_remote_code: bool = False
 
@@ -229,6 +231,7 @@ class Evaluator(Component):
 
     kind = "evaluator"
     uses_generations: ClassVar[bool] = False  # needs ``EvalTarget.responses``
+    uses_reward_model: ClassVar[bool] = False  # needs ``EvalTarget.reward_model`` (the run's RM)
 
     def evaluate(self, target: EvalTarget) -> list[Score]:
         raise NotImplementedError

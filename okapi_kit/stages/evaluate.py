@@ -8,7 +8,7 @@ from typing import Any
 
 from ..components import EvalTarget
 from ..errors import OkapiError
-from ..graph import Plan, Records, Scores, Unit, UnitRun, check_name
+from ..graph import Model, Plan, Records, Scores, Unit, UnitRun, check_name
 from ..leaderboard import ResultRow, check_row
 from ..records import SampleSet, atomic_write_text, read_jsonl
 from .common import component_reads
@@ -41,6 +41,8 @@ def plan(p: Plan) -> None:
                 consumes: list[Any] = [model_of(p, label, lang)]
                 if evaluator.uses_generations:
                     consumes += [Records("eval_prompts", lang), Records("generations", lang, label)]
+                if evaluator.uses_reward_model:
+                    consumes.append(Model("rm", p.scope(lang)))
                 p.add(Unit(f"evaluate/{choice.key}/{label}/{lang}", NAME, VERSION,
                            reads={"evaluator": reads, "seed": p.cfg.seed,
                                   "trust_remote_code": p.cfg.trust_remote_code},
@@ -59,8 +61,10 @@ def _run(run: UnitRun, where: str, label: str, lang: str) -> dict[str, Any]:
         prompts, responses = [g.prompt for g in gens], [g.responses for g in gens]
     work_dir = run.work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
+    reward_model = run.model(Model("rm", plan.scope(lang))) if evaluator.uses_reward_model else None
     target = EvalTarget(model=model, label=label, language=lang, work_dir=work_dir, prompts=prompts,
-                        responses=responses, seed=plan.cfg.seed, trust_remote_code=plan.cfg.trust_remote_code)
+                        responses=responses, reward_model=reward_model, seed=plan.cfg.seed,
+                        trust_remote_code=plan.cfg.trust_remote_code)
     scores = [dict(s.__dict__, evaluator=evaluator.name) for s in evaluator.evaluate(target)]
     for s in scores:  # a NaN fails this unit now, not the results store after the whole run
         check_row(ResultRow(run=plan.cfg.name, model=model, method=label, language=lang, task=s["task"],
