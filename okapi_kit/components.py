@@ -232,6 +232,7 @@ class Evaluator(Component):
     kind = "evaluator"
     uses_generations: ClassVar[bool] = False  # needs ``EvalTarget.responses``
     uses_reward_model: ClassVar[bool] = False  # needs ``EvalTarget.reward_model`` (the run's RM)
+    target_kind: ClassVar[str] = "policy"  # "reward_model": it scores the run's RM, not each policy
 
     def evaluate(self, target: EvalTarget) -> list[Score]:
         raise NotImplementedError

@@ -69,7 +69,7 @@ def test_bundled_demo_validates(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, out, err = run_cli(capsys, "validate", DEMO)
     assert (rc, err) == (0, "")
-    assert out.startswith(f"{DEMO}: OK (41 units in 10 stages: align, base_model, evaluate, generate, ")
+    assert out.startswith(f"{DEMO}: OK (50 units in 10 stages: align, base_model, evaluate, generate, ")
     assert out.endswith("languages: vi, hi, bn)\n")
     assert list(tmp_path.iterdir()) == []  # validating writes nothing
 
@@ -104,11 +104,11 @@ def test_init_refuses_to_overwrite_without_force(capsys, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("overrides, summary", [
-    (["languages=[vi]"], "17 units"),
-    (["languages=[hi, bn]", "sampling.k=2"], "29 units"),
-    (["model_scope=per_language"], "47 units"),
-    (["evaluation.models=[sft]", "alignment=[]", "reward_model=null"], "21 units"),
-    (["alignment.0.trainer.options.beta=0.5"], "41 units"),
+    (["languages=[vi]"], "20 units"),
+    (["languages=[hi, bn]", "sampling.k=2"], "35 units"),
+    (["model_scope=per_language"], "56 units"),
+    (["evaluation.models=[sft]", "alignment=[]"], "25 units"),
+    (["alignment.0.trainer.options.beta=0.5"], "50 units"),
 ])
 def test_valid_set_overrides(capsys, in_project, overrides, summary):
     args = [a for o in overrides for a in ("--set", o)]

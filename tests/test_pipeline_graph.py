@@ -320,3 +320,16 @@ def test_editing_a_reward_function_reruns_what_it_trained(tmp_path):
                        encoding="utf-8")
     after = fingerprints(plan_of(cfg, tmp_path))
     assert {k for k in before if after[k] != before[k]} == {"align/rloo"}
+
+
+def test_a_reward_model_evaluator_scores_the_runs_reward_model(tmp_path):
+    cfg = small(tmp_path)
+    cfg["evaluation"]["evaluators"].append(
+        {"name": "rm_accuracy", "options": {"data_dir": str(Path(__file__).parent / "fixtures" / "m_rewardbench")}})
+    plan = plan_of(cfg, tmp_path)
+    [unit] = [u for u in plan.units if u.key.startswith("evaluate/rm_accuracy/")]
+    assert unit.key == "evaluate/rm_accuracy/rm/vi"
+    assert plan.inputs[unit.key][unit.consumes[0]].producer == "reward_model"
+    before = fingerprints(plan)[unit.key]
+    after = fingerprints(plan_of(set_key(cfg, "reward_model.trainer.options.max_steps", 3), tmp_path))[unit.key]
+    assert before != after  # a retrained RM is scored again

@@ -46,7 +46,7 @@ def _shrink() -> list[str]:
         sets += [f"{trainer}.options.max_steps=1", f"{trainer}.options.batch_size=8",
                  f"{trainer}.options.gradient_accumulation_steps=1", f"{trainer}.options.max_length=256"]
     lm_eval = "evaluation.evaluators.0.options"
-    sets += [f"{lm_eval}.tasks=[arc]", f"{lm_eval}.limit=4", f"{lm_eval}.num_fewshot=0"]
+    sets += [f"{lm_eval}.tasks=[arc]", f"{lm_eval}.limit=4", f"{lm_eval}.protocol=lm-eval"]
     return [arg for s in sets for arg in ("--set", s)]
 
 

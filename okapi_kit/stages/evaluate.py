@@ -37,7 +37,9 @@ def plan(p: Plan) -> None:
             except OkapiError as exc:
                 p.problems.append(OkapiError(exc.message, where=f"{p.source_name}: {where}", hint=exc.hint))
                 continue
-            for label in ev.models:
+            # an evaluator of reward models (rm_accuracy) scores the run's RM, not the policies
+            labels = ["rm"] if evaluator.target_kind == "reward_model" else ev.models
+            for label in labels:
                 consumes: list[Any] = [model_of(p, label, lang)]
                 if evaluator.uses_generations:
                     consumes += [Records("eval_prompts", lang), Records("generations", lang, label)]

@@ -1,4 +1,4 @@
-"""The ``lm_eval`` evaluator: lm-eval's okapi ARC / HellaSwag / MMLU tasks on local files."""
+"""The ``lm_eval`` evaluator: the okapi ARC / HellaSwag / MMLU tasks and any other lm-eval task."""
 
 from __future__ import annotations
 
@@ -6,29 +6,33 @@ import functools
 import json
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from okapi_kit_transformers.options import Device
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from okapi_kit_transformers.options import Device, Dtype
+from pydantic import (
+    AfterValidator,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from okapi_kit import ComponentConfig, EvalTarget, Evaluator, OkapiError, Score
 from okapi_kit.components import InputPath
 
 from .console import output_to
-from .tasks import STOCK, TASKS, LocalTask, locate, okapi_tasks_dir, write_task_yamls
+from .prepare import RunPlan, plan_run, write_yamls
+from .specs import TaskSpec, check_name, check_task_languages, resolve
+from .tasks import TASKS
 
-TaskName = Literal["arc", "hellaswag", "mmlu"]
 RESULTS_FILE = "lm_eval_results.json"
 LOG_FILE = "lm_eval.log"  # what lm-eval prints (progress, warnings) during an evaluation
-DATASETS_CACHE = "hf_datasets_cache"  # removed once the evaluation is over
+DATASETS_CACHE = "hf_datasets_cache"  # for local data only; removed once the evaluation is over
+TASK_DIR = "lm_eval_tasks"
 
-
-class FewShot(ComponentConfig):
-    """Number of few-shot examples per task. Okapi's paper used arc 25, hellaswag 0, mmlu 25."""
-
-    arc: NonNegativeInt = Field(0, description="Few-shot examples for ARC (Okapi: 25).")
-    hellaswag: NonNegativeInt = Field(0, description="Few-shot examples for HellaSwag (Okapi: 0).")
-    mmlu: NonNegativeInt = Field(0, description="Few-shot examples for MMLU (Okapi: 25).")
+TaskName = Annotated[str, AfterValidator(check_name)]
 
 
 class LmEvalConfig(ComponentConfig):
@@ -36,25 +40,33 @@ class LmEvalConfig(ComponentConfig):
 
     tasks: list[TaskName] = Field(
         default_factory=lambda: list(TASKS),
-        description="Which benchmarks to run: any of arc, hellaswag, mmlu.")
-    data_dir: InputPath = Field(
-        description="Folder with <task>_<lang>.jsonl (or .json / .parquet) in the schema of the "
-        "hub datasets alexandrainst/m_arc, m_hellaswag, m_mmlu; optional few-shot pools "
-        "<task>_<lang>.train.jsonl (or .dev.jsonl).")
-    num_fewshot: FewShot = Field(
-        default_factory=FewShot,
-        description="Few-shot examples per task; an integer sets all three. Default 0 (lm-eval's "
-        "stock okapi tasks); Okapi's paper used arc 25, hellaswag 0, mmlu 25.")
+        description="What to score: the Okapi short names arc, hellaswag, mmlu (in every language "
+        "evaluated) and any lm-eval task, group or tag by name (global_mmlu_full_vi, xcopa_vi, "
+        "belebele_vie_Latn ...; each in the language its name spells).")
+    task_languages: dict[str, str] = Field(
+        default_factory=dict,
+        description="The language of a task whose name does not spell one, e.g. {hellaswag: en}.")
+    protocol: Literal["okapi", "lm-eval"] = Field(
+        "lm-eval", description="okapi: ARC 25-shot, HellaSwag 0-shot, MMLU 25-shot (Okapi's evaluation); "
+        "lm-eval: every task as its stock YAML says (the okapi tasks 0-shot). Recorded with every score.")
+    data_dir: InputPath | None = Field(
+        None, description="Local data instead of the hub: <task>_<lang>.jsonl files (or .json / .parquet) "
+        "in the schema of alexandrainst/m_arc, m_hellaswag, m_mmlu, and/or local copies of hub datasets "
+        "(<data_dir>/<owner>/<name>/, hub layout or save_to_disk). Unset: the hub.")
+    num_fewshot: dict[str, NonNegativeInt] | None = Field(
+        None, description="Few-shot examples, overriding the protocol: one integer for every task, or "
+        "per task entry ({arc: 25, mmlu: 5}). A count other than the protocol's is recorded as 'custom'.")
     limit: PositiveInt | None = Field(
-        None, description="Score only the first N items of each file (for smoke tests).")
+        None, description="Score only the first N items of each task (for smoke tests).")
     batch_size: PositiveInt | Literal["auto"] = Field(
         8, description="lm-eval batch size, or 'auto' to let lm-eval find the largest that fits.")
     device: Device = Field("auto", description="'auto' (cuda when available, else cpu), 'cpu', 'cuda:0', ...")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype when loading the model ('auto' = as saved).")
+    dtype: Dtype = Field("auto", description="Weights dtype when loading the model ('auto' = as saved).")
     log_samples: bool = Field(
         False, description="Also write lm-eval's per-item records (prompt, choices, "
         "loglikelihoods) to <work_dir>/lm_eval_samples_<task>.jsonl.")
+
+    _specs: list[TaskSpec] = PrivateAttr(default_factory=list)
 
     @field_validator("num_fewshot", mode="before")
     @classmethod
@@ -62,192 +74,154 @@ class LmEvalConfig(ComponentConfig):
         if isinstance(value, int) and not isinstance(value, bool):
             if value < 0:  # one message, not one per task
                 raise ValueError(f"num_fewshot must be 0 or more (got {value})")
-            return {task: value for task in TASKS}
+            return {"*": value}
         return value
 
     @model_validator(mode="after")
-    def _unique_tasks(self):
+    def _resolve(self):
         if not self.tasks:
-            raise ValueError("tasks must name at least one of arc, hellaswag, mmlu")
+            raise ValueError("tasks must name at least one task (arc, hellaswag, mmlu or an lm-eval task)")
         self.tasks = list(dict.fromkeys(self.tasks))
+        check_task_languages(self.task_languages, self.tasks)
+        unknown = [k for k in self.num_fewshot or {} if k != "*" and k not in self.tasks]
+        if unknown:
+            raise ValueError(f"num_fewshot names {', '.join(map(repr, unknown))}, which tasks does not list")
+        self._specs = resolve(self.tasks, self.task_languages)
         return self
 
 
 class LmEvalEvaluator(Evaluator):
-    """Multiple-choice accuracy (ARC, HellaSwag, MMLU) with lm-eval's okapi tasks on local files.
+    """Multiple-choice and generative benchmarks through lm-eval: the okapi tasks and any other.
 
-    The evaluation runs lm-eval itself (``simple_evaluate`` with its ``HFLM`` wrapper and
-    its task system). For each task a YAML is written to ``<work_dir>/lm_eval_tasks/`` that
-    includes lm-eval's stock okapi template (``arc_multilingual/_arc_yaml``,
-    ``hellaswag_multilingual/_hellaswag_yaml``, ``mmlu_multilingual/_default_yaml``) and
-    only swaps the hub dataset for ``dataset_path: json`` + ``data_files``; prompts,
-    preprocessing, choices and metrics are the stock ones, so figures follow the stock
-    protocol (loglikelihood of each choice; ``acc``, plus ``acc_norm`` for ARC and
-    HellaSwag). The evaluated file is scored in full (or its first ``limit`` items).
+    One evaluation (one model, one language) runs lm-eval once (``simple_evaluate`` with its
+    ``HFLM`` wrapper), so the model is loaded once for all its tasks. Task YAMLs written to
+    ``<work_dir>/lm_eval_tasks/`` include lm-eval's stock ones and change only the data
+    source and the few-shot count (``prepare.py``). Scores carry the protocol and per-item
+    results (``results.py``); lm-eval's results JSON goes to ``<work_dir>/lm_eval_results.json``
+    and what it prints to ``<work_dir>/lm_eval.log``.
 
-    Few-shot examples come from ``<task>_<lang>.train.jsonl`` (or ``.dev.jsonl``) when that
-    file exists, else from the evaluated file itself, leaving the scored item out. ARC and
-    HellaSwag draw them at random (lm-eval's default sampler, seed 1234); MMLU takes the
-    first N (stock ``first_n`` sampler).
-
-    lm-eval issue #2000: the stock ARC (and HellaSwag) preprocessing deletes any ``[...]``
-    text from questions and options. This evaluator keeps that stock behaviour, so its
-    figures stay comparable with published lm-eval okapi numbers; questions with bracketed
-    notation (e.g. genotypes in Arabic ARC) are damaged exactly as in stock lm-eval.
-
-    lm-eval's results JSON is written to ``<work_dir>/lm_eval_results.json`` (and, with
-    ``log_samples``, its per-item records to ``<work_dir>/lm_eval_samples_<task>.jsonl``).
-    What lm-eval prints while it runs (progress bars, warnings, its ``git describe``
-    probe) goes to ``<work_dir>/lm_eval.log``, not to the console, and the ``datasets``
-    cache built from the files is deleted when the evaluation ends.
+    lm-eval issue #2000: the stock ARC and HellaSwag preprocessing deletes ``[...]`` text;
+    kept as stock so that figures stay comparable with published ones.
     """
 
     name = "lm_eval"
     Config = LmEvalConfig
 
-    def locate(self, language: str) -> list[LocalTask]:
-        """The local files for ``language``; raises OkapiError listing every missing file."""
+    @property
+    def specs(self) -> list[TaskSpec]:
+        return self.config._specs
+
+    def tasks_for(self, language: str) -> list[str]:
+        """The lm-eval names scored in ``language`` (tasks bound to other languages are left out)."""
+        return [s.lm_name(language) for s in self.specs if s.runs_in(language)]
+
+    def languages(self) -> set[str]:
+        """The languages the tasks bound to one language are in (short names run in every one)."""
+        return {s.language for s in self.specs if s.language is not None}
+
+    def plan(self, language: str, cache_dir: Path) -> RunPlan:
         cfg: LmEvalConfig = self.config
-        found, errors = [], []
-        for task in cfg.tasks:
-            try:
-                found.append(locate(Path(cfg.data_dir), task, language,
-                                    getattr(cfg.num_fewshot, task)))
-            except OkapiError as exc:
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise OkapiError("; ".join(e.message for e in errors), where="lm_eval.data_dir",
-                             hint=errors[0].hint)
-        return found
+        return plan_run(self.specs, language, protocol=cfg.protocol, num_fewshot=cfg.num_fewshot,
+                        data_dir=Path(cfg.data_dir) if cfg.data_dir else None, cache_dir=cache_dir)
 
     def check(self, language: str) -> None:
-        """Before any work: lm-eval with its okapi templates is installed, the files exist."""
-        okapi_dir = okapi_tasks_dir()
-        for task in self.config.tasks:
-            template = okapi_dir / STOCK[task][0]
-            if not template.is_file():
-                raise OkapiError(f"the installed lm-eval has no okapi template {template}",
-                                 where="lm_eval", hint="install lm-eval 0.4.x (pip install 'lm_eval[hf]')")
-        self.locate(language)
+        """Before any work: every task exists in ``language`` and its data are where they should be."""
+        self.plan(language, Path(DATASETS_CACHE))
 
     def evaluate(self, target: EvalTarget) -> list[Score]:
-        local_tasks = self.locate(target.language)  # fail before any heavy import
         work_dir = Path(target.work_dir)
+        cache_dir = work_dir / DATASETS_CACHE
+        plan = self.plan(target.language, cache_dir)  # fail before any heavy import
+        if not plan.names:  # every task is bound to another language
+            return []
         work_dir.mkdir(parents=True, exist_ok=True)
         for stale in work_dir.glob("lm_eval_samples_*.jsonl"):
             stale.unlink()
-        # The Arrow cache `datasets` builds from the files is needed only while lm-eval
+        write_yamls(plan, work_dir / TASK_DIR)
+        # The Arrow cache `datasets` builds from local files is needed only while lm-eval
         # reads them; kept, one per evaluation would pile up in the run folder.
-        cache_dir = work_dir / DATASETS_CACHE
         shutil.rmtree(cache_dir, ignore_errors=True)  # left by an interrupted evaluation
         try:
             with output_to(work_dir / LOG_FILE):
-                results = self._run(target, local_tasks, work_dir, cache_dir)
+                results = self._run(target, plan, work_dir)
         finally:
             # ignore_errors: on Windows the still-mapped Arrow files cannot be deleted yet
             shutil.rmtree(cache_dir, ignore_errors=True)
         if results is None:  # not rank 0 under a distributed launcher
             return []
-        self._write_outputs(results, target, local_tasks, work_dir)
-        return self.scores(results, local_tasks)
+        import lm_eval
 
-    def _run(self, target: EvalTarget, local_tasks: list[LocalTask], work_dir: Path,
-             cache_dir: Path) -> dict | None:
-        """Load the model and run lm-eval's ``simple_evaluate`` on the local task files."""
+        from .results import to_scores
+
+        samples = results.pop("samples", None) or {}
+        self._write_outputs(results, samples, target, plan, work_dir)
+        return to_scores(results, samples, plan, lm_eval.__version__)
+
+    def _run(self, target: EvalTarget, plan: RunPlan, work_dir: Path) -> dict | None:
+        """Load the model once and run lm-eval's ``simple_evaluate`` on every planned task."""
         cfg: LmEvalConfig = self.config
 
         import lm_eval
-        import torch
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
-        from okapi_kit_transformers.loading import load_causal_lm, load_tokenizer
-        from okapi_kit_transformers.tokens import TokenRule, rule_tokenizer
+        from okapi_kit_transformers.device import pick_device
+        from okapi_kit_transformers.tokens import TokenRule
 
-        task_dir = work_dir / "lm_eval_tasks"
-        write_task_yamls(local_tasks, task_dir, okapi_tasks_dir(), cache_dir=cache_dir)
+        from . import model as model_loader
 
-        device = cfg.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = None if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
-        model = load_causal_lm(target.model, trust_remote_code=target.trust_remote_code, dtype=dtype)
-        model.to(device)
+        device = pick_device(cfg.device)
+        dtype = None
+        if cfg.dtype != "auto":
+            import torch
+
+            dtype = getattr(torch, cfg.dtype)
+        model, tokenizer = model_loader.load(target.model, trust_remote_code=target.trust_remote_code,
+                                             dtype=dtype, device=device)
         # The shared token rule (okapi_kit_transformers.tokens): BOS if the tokenizer puts one,
         # never an EOS it would append (HFLM's add_bos_token=True means all special tokens).
-        tokenizer = rule_tokenizer(load_tokenizer(target.model, trust_remote_code=target.trust_remote_code))
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.batch_size,
                   add_bos_token=bool(TokenRule.of(tokenizer).start),
                   trust_remote_code=target.trust_remote_code)
-
         # HFLM passes `disable=False` to its tqdm bars, so TQDM_DISABLE cannot reach them; its
         # request methods take `disable_tqdm` instead (the bars would only clutter the log).
         for method in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
             setattr(lm, method, functools.partial(getattr(lm, method), disable_tqdm=True))
 
-        manager = TaskManager(include_path=str(task_dir), include_defaults=False)
+        # Only the folders these tasks need are indexed (the whole of lm-eval takes 10-30 s);
+        # the written YAMLs come last, so they replace the stock tasks they override.
+        manager = TaskManager(include_path=[*map(str, sorted(plan.folders)), str(work_dir / TASK_DIR)],
+                              include_defaults=False)
         try:
             return lm_eval.simple_evaluate(
-                model=lm,
-                tasks=[t.lm_eval_name for t in local_tasks],
-                limit=cfg.limit,
-                task_manager=manager,
-                log_samples=cfg.log_samples,
+                model=lm, tasks=list(plan.names), limit=cfg.limit, task_manager=manager,
+                log_samples=True,  # per-item results for paired comparisons
                 bootstrap_iters=1000,  # mean metrics get their closed-form stderr anyway
             )
-        except Exception as exc:  # data in the wrong schema surfaces here
+        except Exception as exc:  # data in the wrong schema, an unreachable hub, ...
             if isinstance(exc, OkapiError):
                 raise
             raise OkapiError(
-                f"lm-eval failed on the files in {cfg.data_dir}: {type(exc).__name__}: {exc}",
+                f"lm-eval failed on {', '.join(plan.names)} ({'; '.join(sorted(set(plan.sources.values())))}): "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                 where="lm_eval",
-                hint="check that the files follow the hub schemas (docs/plugins/lm_eval.md); "
-                f"lm-eval's own output is in {work_dir / LOG_FILE}",
+                hint="check that the files follow the hub schemas (docs/plugins/lm_eval.md), or without "
+                f"network access give data_dir; lm-eval's own output is in {work_dir / LOG_FILE}",
             ) from exc
 
-    @staticmethod
-    def _write_outputs(results: dict, target: EvalTarget, local_tasks: list[LocalTask],
+    def _write_outputs(self, results: dict, samples: dict[str, list[dict]], target: EvalTarget, plan: RunPlan,
                        work_dir: Path) -> None:
-        """lm-eval's results JSON (and per-item samples) in the work folder."""
+        """lm-eval's results JSON (and, with ``log_samples``, its per-item records) in the work folder."""
         from lm_eval.utils import handle_non_serializable
 
         results["config"]["model"] = target.model
-        samples = results.pop("samples", None) or {}
-        for name, rows in samples.items():
-            with open(work_dir / f"lm_eval_samples_{name}.jsonl", "w", encoding="utf-8") as fh:
-                for row in rows:
-                    fh.write(json.dumps(row, default=handle_non_serializable, ensure_ascii=False) + "\n")
-        results["okapi_kit"] = {
-            "label": target.label, "language": target.language,
-            "files": {t.lm_eval_name: {"eval": str(t.eval_file),
-                                       "fewshot": str(t.fewshot_file) if t.fewshot_file else None}
-                      for t in local_tasks},
-        }
+        if self.config.log_samples:
+            for name, rows in samples.items():
+                with open(work_dir / f"lm_eval_samples_{name}.jsonl", "w", encoding="utf-8") as fh:
+                    for row in rows:
+                        fh.write(json.dumps(row, default=handle_non_serializable, ensure_ascii=False) + "\n")
+        extra: dict[str, Any] = {"label": target.label, "language": target.language,
+                                 "protocol": self.config.protocol, "sources": plan.sources}
+        results["okapi_kit"] = extra
         (work_dir / RESULTS_FILE).write_text(
             json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False),
             encoding="utf-8")
-
-    @staticmethod
-    def scores(results: dict, local_tasks: list[LocalTask]) -> list[Score]:
-        """Turn lm-eval's results dict into okapi-kit Scores."""
-        import lm_eval
-
-        out = []
-        for local in local_tasks:
-            name = local.lm_eval_name
-            row = results["results"][name]
-            n = int(results.get("n-samples", {}).get(name, {}).get("effective", 0))
-            shots = results.get("n-shot", {}).get(name, local.num_fewshot)
-            protocol = (f"lm-eval {lm_eval.__version__}; {name}; {shots}-shot"
-                        + (f" ({local.fewshot_source})" if shots else "")
-                        + "; loglikelihood")
-            for metric in ("acc", "acc_norm"):
-                key = f"{metric},none"
-                if key not in row:
-                    continue
-                stderr = row.get(f"{metric}_stderr,none")
-                out.append(Score(task=local.task, metric=metric, value=float(row[key]),
-                                 stderr=float(stderr) if isinstance(stderr, (int, float)) else None,
-                                 n=n, protocol=protocol))
-        return out

@@ -1,52 +1,49 @@
-"""Local copies of lm-eval's okapi task definitions, pointed at files on disk.
+"""lm-eval's okapi task family (ARC, HellaSwag, MMLU), found without importing lm-eval.
 
-Each generated task YAML *includes* the stock okapi template shipped inside the
-installed lm-eval package (``lm_eval/tasks/okapi/...``), so prompts, preprocessing
-(``utils.process_docs``), choices, targets, metrics and few-shot sampler are lm-eval's
-own; only the data source and split names are replaced:
+The family lives in the installed lm-eval package, ``lm_eval/tasks/okapi/``: one stock
+YAML per language (``arc_vi.yaml`` -> hub dataset ``alexandrainst/m_arc``, config ``vi``)
+that includes a shared template (``_arc_yaml``) holding the prompt, preprocessing and
+metrics. The languages a task covers are the stock YAMLs present.
 
-- ``dataset_path: json`` (or ``parquet``) with ``data_files`` naming the local files;
-- the evaluated file is the split ``test``; few-shot examples come from the split
-  ``train`` when a few-shot file is given, else from ``test`` itself (lm-eval then
-  leaves the evaluated item out of its own context).
+Local flat files (``<task>_<lang>.jsonl``, optional few-shot pool ``<task>_<lang>.train.jsonl``)
+are scored through the shared template with ``dataset_path: json`` (or ``parquet``), for
+any language.
 
-This module imports nothing heavy (only the standard library and okapi_kit).
+This module imports nothing heavy (standard library, PyYAML and okapi_kit).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from okapi_kit import OkapiError
 
-# okapi-kit task name -> (stock template, relative to lm_eval/tasks/okapi; lm-eval task name)
-STOCK = {
-    "arc": ("arc_multilingual/_arc_yaml", "arc_{lang}"),
-    "hellaswag": ("hellaswag_multilingual/_hellaswag_yaml", "hellaswag_{lang}"),
-    "mmlu": ("mmlu_multilingual/_default_yaml", "m_mmlu_{lang}"),
-}
-TASKS = tuple(STOCK)
 
-# Extensions tried, in order, for every file; the value is the `datasets` builder.
+@dataclass(frozen=True)
+class Family:
+    task: str  # okapi-kit's name: arc, hellaswag, mmlu
+    folder: str  # under lm_eval/tasks/okapi
+    template: str  # the shared template in that folder
+    lm_name: str  # lm-eval's task name, with {lang}
+    okapi_shots: int  # Okapi's evaluation (nlp-uoregon/mlmm-evaluation)
+
+
+FAMILIES = {f.task: f for f in (
+    Family("arc", "arc_multilingual", "_arc_yaml", "arc_{lang}", 25),
+    Family("hellaswag", "hellaswag_multilingual", "_hellaswag_yaml", "hellaswag_{lang}", 0),
+    Family("mmlu", "mmlu_multilingual", "_default_yaml", "m_mmlu_{lang}", 25),
+)}
+TASKS = tuple(FAMILIES)
+
+# Extensions tried, in order, for every flat file; the value is the `datasets` builder.
 EXTENSIONS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 FEWSHOT_SUFFIXES = (".train", ".dev")
-
-
-@dataclass
-class LocalTask:
-    task: str  # arc, hellaswag, mmlu
-    lm_eval_name: str  # arc_vi, hellaswag_vi, m_mmlu_vi
-    eval_file: Path
-    fewshot_file: Path | None
-    builder: str  # json or parquet
-    num_fewshot: int
-
-    @property
-    def fewshot_source(self) -> str:
-        return self.fewshot_file.name if self.fewshot_file else "same file, item itself left out"
 
 
 def okapi_tasks_dir() -> Path:
@@ -58,6 +55,76 @@ def okapi_tasks_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "tasks" / "okapi"
 
 
+def template_path(task: str) -> Path:
+    family = FAMILIES[task]
+    path = okapi_tasks_dir() / family.folder / family.template
+    if not path.is_file():
+        raise OkapiError(f"the installed lm-eval has no okapi template {path}", where="lm_eval",
+                         hint="install lm-eval 0.4.x (pip install 'lm_eval[hf]')")
+    return path
+
+
+@functools.cache
+def family_languages(task: str) -> tuple[str, ...]:
+    """The languages lm-eval's stock YAMLs cover for ``task`` (arc: 31, hellaswag: 30, mmlu: 34)."""
+    family = FAMILIES[task]
+    prefix = family.lm_name.split("{")[0]
+    folder = okapi_tasks_dir() / family.folder
+    return tuple(sorted(p.stem[len(prefix):] for p in folder.glob(f"{prefix}*.yaml")))
+
+
+def all_languages() -> tuple[str, ...]:
+    """Every language at least one okapi task covers."""
+    return tuple(sorted({lang for task in TASKS for lang in family_languages(task)}))
+
+
+def stock_yaml(task: str, lang: str) -> Path | None:
+    """lm-eval's YAML of ``task`` in ``lang`` (reads the hub dataset), or None."""
+    if lang not in family_languages(task):
+        return None
+    family = FAMILIES[task]
+    return okapi_tasks_dir() / family.folder / f"{family.lm_name.format(lang=lang)}.yaml"
+
+
+def split_okapi_name(name: str) -> tuple[str, str] | None:
+    """``arc_vi`` -> (``arc``, ``vi``) when lm-eval has that okapi task, else None."""
+    for task, family in FAMILIES.items():
+        prefix = family.lm_name.split("{")[0]
+        if name.startswith(prefix) and name[len(prefix):] in family_languages(task):
+            return task, name[len(prefix):]
+    return None
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """Reads lm-eval task YAMLs without running them: ``!function x.y`` stays a string."""
+
+
+_TaskLoader.add_constructor("!function", lambda loader, node: f"!function {loader.construct_scalar(node)}")
+
+
+def read_task_yaml(path: Path) -> dict[str, Any]:
+    """A task YAML with its ``include`` chain merged (the including file wins), as lm-eval does."""
+    with open(path, encoding="utf-8") as fh:
+        cfg = yaml.load(fh, Loader=_TaskLoader) or {}  # noqa: S506 (SafeLoader subclass)
+    includes = cfg.pop("include", None)
+    merged: dict[str, Any] = {}
+    for inc in [includes] if isinstance(includes, str) else includes or []:
+        merged.update(read_task_yaml(Path(inc) if Path(inc).is_absolute() else path.parent / inc))
+    merged.update(cfg)
+    return merged
+
+
+# ---- local flat files -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FlatFiles:
+    """``<task>_<lang>.jsonl`` (scored) and an optional few-shot pool beside it."""
+
+    eval_file: Path
+    fewshot_file: Path | None
+    builder: str  # json or parquet
+
+
 def _find(folder: Path, stem: str) -> Path | None:
     for ext in EXTENSIONS:
         path = folder / f"{stem}{ext}"
@@ -66,71 +133,38 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def locate(data_dir: Path, task: str, lang: str, num_fewshot: int) -> LocalTask:
-    """Find the files of one task, or raise :class:`OkapiError` naming what is expected."""
+def find_flat(data_dir: Path, task: str, lang: str) -> FlatFiles | None:
+    """The flat files of one task in ``data_dir``, or None; an empty or mixed pair is an error."""
     stem = f"{task}_{lang}"
     eval_file = _find(data_dir, stem)
     if eval_file is None:
-        raise OkapiError(
-            f"no {task} data for language {lang!r}: expected {stem}.jsonl "
-            f"(or {stem}.json / {stem}.parquet) in {data_dir}",
-            where="lm_eval.data_dir",
-            hint=f"put {stem}.jsonl there (the schema of the hub dataset, see docs/plugins/lm_eval.md) "
-            "or drop the task from `tasks`",
-        )
+        return None
     if eval_file.stat().st_size == 0:
         raise OkapiError(f"data file is empty: {eval_file}", where="lm_eval.data_dir")
-    fewshot_file = None
-    for suffix in FEWSHOT_SUFFIXES:
-        fewshot_file = _find(data_dir, stem + suffix)
-        if fewshot_file is not None:
-            break
+    fewshot_file = next((f for s in FEWSHOT_SUFFIXES if (f := _find(data_dir, stem + s))), None)
     builder = EXTENSIONS[eval_file.suffix]
     if fewshot_file is not None and EXTENSIONS[fewshot_file.suffix] != builder:
-        raise OkapiError(
-            f"{eval_file.name} and {fewshot_file.name} must both be JSON/JSONL or both Parquet",
-            where="lm_eval.data_dir",
-        )
-    return LocalTask(task=task, lm_eval_name=STOCK[task][1].format(lang=lang),
-                     eval_file=eval_file.resolve(),
-                     fewshot_file=fewshot_file.resolve() if fewshot_file else None,
-                     builder=builder, num_fewshot=num_fewshot)
+        raise OkapiError(f"{eval_file.name} and {fewshot_file.name} must both be JSON/JSONL or both Parquet",
+                         where="lm_eval.data_dir")
+    return FlatFiles(eval_file.resolve(), fewshot_file.resolve() if fewshot_file else None, builder)
 
 
-def task_config(local: LocalTask, okapi_tasks_dir: Path, cache_dir: Path) -> dict:
-    """The YAML mapping of one local task (includes the stock template by absolute path)."""
-    template = okapi_tasks_dir / STOCK[local.task][0]
-    if not template.is_file():
-        raise OkapiError(f"the installed lm-eval has no okapi template {template}",
-                         hint="install lm-eval 0.4.x (pip install 'lm_eval[hf]')")
-    data_files = {"test": [str(local.eval_file)]}
-    if local.fewshot_file is not None:
-        data_files["train"] = [str(local.fewshot_file)]
+def flat_overrides(files: FlatFiles, cache_dir: Path) -> dict[str, Any]:
+    """What a task YAML that includes the shared template sets to read flat files.
+
+    The evaluated file is the split ``test``; few-shot examples come from ``train`` when a
+    pool is given, else from ``test`` itself (lm-eval leaves the scored item out).
+    """
+    data_files = {"test": [str(files.eval_file)]}
+    if files.fewshot_file is not None:
+        data_files["train"] = [str(files.fewshot_file)]
     return {
-        "include": str(template),
-        "task": local.lm_eval_name,
         "tag": [],
-        "dataset_path": local.builder,
+        "dataset_path": files.builder,
         "dataset_name": None,
         "dataset_kwargs": {"data_files": data_files, "cache_dir": str(cache_dir)},
-        "training_split": "train" if local.fewshot_file else None,
+        "training_split": "train" if files.fewshot_file else None,
         "validation_split": None,
         "test_split": "test",
-        "fewshot_split": "train" if local.fewshot_file else "test",
-        "num_fewshot": local.num_fewshot,
+        "fewshot_split": "train" if files.fewshot_file else "test",
     }
-
-
-def write_task_yamls(tasks: list[LocalTask], out_dir: Path, okapi_tasks_dir: Path,
-                     cache_dir: Path) -> list[Path]:
-    """Write one ``<lm-eval task>.yaml`` per task into ``out_dir`` (JSON is valid YAML)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("*.yaml"):
-        old.unlink()
-    paths = []
-    for local in tasks:
-        path = out_dir / f"{local.lm_eval_name}.yaml"
-        path.write_text(json.dumps(task_config(local, okapi_tasks_dir, cache_dir), indent=2) + "\n",
-                        encoding="utf-8")
-        paths.append(path)
-    return paths

@@ -1,4 +1,5 @@
-"""First-party plugin: local Hugging Face models (tiny test models, sampling, reward models)."""
+"""First-party plugin: local Hugging Face models (tiny test models, sampling, reward models,
+seq2seq MT, and causal LMs as translator, judge and instruction generator)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import click
 
 from okapi_kit import hookimpl
 
+from .llm_components import (
+    TransformersJudgeRanker,
+    TransformersSelfInstructGenerator,
+    TransformersTranslator,
+)
+from .mt import TransformersMTTranslator
 from .reward import RewardModelSource
+from .rm_accuracy import RmAccuracyEvaluator
+from .rm_ranker import RewardModelRanker
+from .rm_reward import RmRewardEvaluator
 from .sampler import TransformersSampler
 
 
@@ -20,6 +30,29 @@ def okapi_register_samplers(register):
 @hookimpl
 def okapi_register_reward_sources(register):
     register(RewardModelSource)
+
+
+@hookimpl
+def okapi_register_translators(register):
+    register(TransformersMTTranslator)
+    register(TransformersTranslator)
+
+
+@hookimpl
+def okapi_register_rankers(register):
+    register(RewardModelRanker)
+    register(TransformersJudgeRanker)
+
+
+@hookimpl
+def okapi_register_generators(register):
+    register(TransformersSelfInstructGenerator)
+
+
+@hookimpl
+def okapi_register_evaluators(register):
+    register(RmAccuracyEvaluator)
+    register(RmRewardEvaluator)
 
 
 @hookimpl
