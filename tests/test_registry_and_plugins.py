@@ -26,17 +26,40 @@ HEAVY = ("torch", "transformers", "trl", "lm_eval")
 
 FIRST_PARTY_COMPONENTS = {
     ("translator", "translation_memory", "translation_memory"),
+    ("translator", "transformers_mt", "transformers"),
+    ("translator", "transformers", "transformers"),
+    ("translator", "openai", "openai"),
+    ("translator", "anthropic", "anthropic"),
+    ("generator", "transformers", "transformers"),
+    ("generator", "openai", "openai"),
+    ("generator", "anthropic", "anthropic"),
     ("sampler", "transformers", "transformers"),
     ("ranker", "reference_chrf", "sacrebleu"),
+    ("ranker", "reward_model", "transformers"),
+    ("ranker", "transformers", "transformers"),
+    ("ranker", "openai", "openai"),
+    ("ranker", "anthropic", "anthropic"),
     ("reward_source", "reward_model", "transformers"),
+    ("reward_source", "callable", "rl"),
     ("trainer", "sft", "trl"),
     ("trainer", "reward", "trl"),
     ("trainer", "dpo", "trl"),
+    ("trainer", "grpo", "trl"),
+    ("trainer", "ppo", "rl"),
+    ("trainer", "reinforce", "rl"),
+    ("trainer", "rloo", "rl"),
+    ("trainer", "copg", "rl"),
+    ("trainer", "copg_offline", "rl"),
     ("evaluator", "lm_eval", "lm_eval"),
     ("evaluator", "language_fidelity", "language_fidelity"),
+    ("evaluator", "rm_accuracy", "transformers"),
+    ("evaluator", "rm_reward", "transformers"),
+    ("evaluator", "mean_reward", "transfer"),
+    ("transfer", "direct", "transfer"),
+    ("transfer", "translate_then_score", "transfer"),
 }
 FIRST_PARTY_PLUGINS = {"translation_memory", "sacrebleu", "transformers", "trl", "lm_eval",
-                       "language_fidelity"}
+                       "language_fidelity", "rl", "openai", "anthropic", "transfer"}
 
 
 @pytest.fixture
@@ -316,7 +339,8 @@ def test_first_party_plugins_are_entry_points_not_core_code():
     assert {n: v for n, v in eps.items() if n in FIRST_PARTY_PLUGINS} == {
         "translation_memory": "okapi_kit_translation_memory", "sacrebleu": "okapi_kit_sacrebleu",
         "transformers": "okapi_kit_transformers", "trl": "okapi_kit_trl", "lm_eval": "okapi_kit_lm_eval",
-        "language_fidelity": "okapi_kit_fidelity"}
+        "language_fidelity": "okapi_kit_fidelity", "rl": "okapi_kit_rl", "openai": "okapi_kit_openai",
+        "anthropic": "okapi_kit_anthropic", "transfer": "okapi_kit_transfer"}
     for value in eps.values():
         assert not value.startswith("okapi_kit.")
 
