@@ -37,8 +37,10 @@ def plan(p: Plan) -> None:
             except OkapiError as exc:
                 p.problems.append(OkapiError(exc.message, where=f"{p.source_name}: {where}", hint=exc.hint))
                 continue
-            # an evaluator of reward models (rm_accuracy) scores the run's RM, not the policies
-            labels = ["rm"] if evaluator.target_kind == "reward_model" else ev.models
+            # an evaluator of reward models (rm_accuracy) scores the run's RM when there is one;
+            # else the models listed are reward models (`okapi-kit evaluate --model RM`)
+            run_rm = evaluator.target_kind == "reward_model" and p.has(Model("rm", p.scope(lang)))
+            labels = ["rm"] if run_rm else ev.models
             for label in labels:
                 consumes: list[Any] = [model_of(p, label, lang)]
                 if evaluator.uses_generations:
