@@ -75,10 +75,45 @@ class RankingConfig(Strict):
     ranker: ComponentChoice
 
 
+class RewardChoice(Strict):
+    """The reward of an online-RL alignment: a reward source by ``name`` (with ``options``), the
+    reward model of another language (``from: en``) or one at ``path``; these two are read
+    through a ``transfer`` method (default direct), e.g. ``{from: en, transfer: translate_then_score}``."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+
+    name: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    from_: str | None = Field(None, alias="from", description="use the reward model of this language")
+    path: str | None = Field(None, description="a reward model's folder (relative to the config) or hub id")
+    language: str | None = Field(None, description="with path: the RM's language (default: source_language)")
+    transfer: ComponentChoice | None = Field(None, description="with from or path: how the RM scores other "
+                                             "languages (default: direct)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RewardChoice:
+        given = [k for k, v in (("name", self.name), ("from", self.from_), ("path", self.path)) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give the reward one of name (a reward source), from (a language's reward "
+                             f"model) or path (a reward model){'; got ' + ', '.join(given) if given else ''}")
+        if self.name is not None and self.transfer is not None:
+            raise ValueError("transfer applies to a reward model given by from or path, not to a reward source")
+        if self.options and self.name is None:
+            raise ValueError("options belong to a reward source given by name")
+        if self.language is not None and self.path is None:
+            raise ValueError("language is for a reward model given by path (with from, it is that language)")
+        return self
+
+
 class AlignmentConfig(Strict):
     method: str = Field(description="label of the aligned model (dpo, ppo, ...)")
     trainer: ComponentChoice
-    reward: ComponentChoice | None = None
+    reward: RewardChoice | None = None
     pairs: PairSelection = Field("all", description=PAIRS_HELP)
 
 

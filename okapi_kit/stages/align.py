@@ -36,12 +36,18 @@ def plan(p: Plan) -> None:
             continue
         reads, files = component_reads(p, f"{where}.trainer")
         reward_reads: dict[str, Any] | None = None
-        if trainer.data == "prompts" and a.reward is not None:
+        if trainer.data == "prompts" and a.reward is not None and a.reward.name is not None:
             if p.component("reward_source", a.reward, f"{where}.reward") is None:
                 p.not_planned(*unplanned)
                 continue
             reward_reads, reward_files = component_reads(p, f"{where}.reward")
             files = files + reward_files
+        elif trainer.data == "prompts" and a.reward is not None:
+            reward_reads = _plan_transfer(p, a, where)
+            if reward_reads is None:
+                p.not_planned(*unplanned)
+                continue
+            files = files + reward_reads.pop("files")
         for scope in p.scopes():
             if p.has(Model(a.method, scope)) and p.produced_by(Model(a.method, scope)) is None:
                 continue  # supplied under models:
@@ -54,6 +60,8 @@ def plan(p: Plan) -> None:
                              else Records("translations", lang) for lang in langs]
                 if a.reward is None:
                     consumes.append(Model("rm", scope))
+                elif a.reward.name is None:  # the RM of another language, or one at a path
+                    consumes.append(_reward_model(p, a))
             else:
                 consumes += [Records("translations", lang) for lang in langs]
             p.add(Unit(f"align/{a.method}" + (f"/{scope}" if scope else ""), NAME, VERSION,
@@ -81,16 +89,63 @@ def _run(run: UnitRun, i: int, scope: str | None, langs: list[str]) -> dict[str,
                 for r in read_jsonl(run.path(art), Instruction)]
         if trainer.data == "prompts":
             records = [{"prompt": fmt(r.instruction, r.input), "language": r.lang} for r in rows]
-            if a.reward is not None:
+            if a.reward is not None and a.reward.name is not None:
                 reward = plan.get_component(f"{where}.reward")
             else:
                 from ..registry import create_component
 
+                rm = Model("rm", scope) if a.reward is None else _reward_model(plan, a)
                 reward = create_component(plan.registry, "reward_source", "reward_model",
-                                          {"path": run.model(Model("rm", scope))}, where=f"{where}.reward")
+                                          {"path": run.model(rm)}, where=f"{where}.reward")
+                if a.reward is not None:
+                    from ..transfer import TransferredReward
+
+                    reward = TransferredReward(reward, plan.get_component(f"{where}.reward.transfer"),
+                                               a.reward.from_ or a.reward.language or plan.cfg.source_language)
         else:
             records = [{"prompt": fmt(r.instruction, r.input), "completion": r.output} for r in rows
                        if r.output.strip()]
     return train_model(run, trainer, model=sft, records=records, languages=langs, ui=plan.ui,
                        reference_model=sft, reward=reward)
 
+
+
+def _reward_model(p: Plan, a: Any) -> Model:
+    """The reward model an alignment's ``reward: {from: LANG}`` or ``{path: ...}`` names: the RM of
+    LANG's scope (the multilingual RM when models are not per language), or a supplied one."""
+    return Model("rm", p.scope(a.reward.from_)) if a.reward.from_ is not None else Model("reward", a.method)
+
+
+def _plan_transfer(p: Plan, a: Any, where: str) -> dict[str, Any] | None:
+    """Check ``reward: {from | path, transfer}``; its fingerprint input (with ``files``), or None
+    after reporting a problem."""
+    from ..config import ComponentChoice
+    from ..languages import get_language
+
+    r = a.reward
+    rm_language = r.from_ or r.language or p.cfg.source_language
+    try:
+        get_language(rm_language, where=f"{p.source_name}: {where}.reward")
+    except OkapiError as exc:
+        p.problems.append(exc)
+        return None
+    if r.from_ is not None and p.cfg.model_scope == "per_language" and r.from_ not in p.cfg.languages:
+        p.problem(f"reward: from {r.from_!r} names a language without a reward model of its own",
+                  where=f"{where}.reward", hint=f"with model_scope: per_language, add {r.from_!r} to languages "
+                  "(with its rankings or models.rm)")
+        return None
+    method = p.component("transfer", r.transfer or ComponentChoice(name="direct"), f"{where}.reward.transfer")
+    if method is None:
+        return None
+    check = getattr(method, "check", None)
+    if check is not None:
+        try:
+            check(rm_language, [lang for lang in p.cfg.languages if lang != rm_language])
+        except OkapiError as exc:
+            p.problems.append(OkapiError(exc.message, where=f"{p.source_name}: {where}.reward.transfer",
+                                         hint=exc.hint))
+            return None
+    if r.path is not None:
+        p.supply_model(Model("reward", a.method), r.path, f"{where}.reward.path")
+    reads, files = component_reads(p, f"{where}.reward.transfer")
+    return {"transfer": reads, "rm_language": rm_language, "from": r.from_, "files": files}

@@ -1,0 +1,1 @@
+"""The toy reproduction of cross-lingual reward-model transfer (docs/rm-transfer.md)."""

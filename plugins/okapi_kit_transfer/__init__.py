@@ -1,0 +1,39 @@
+"""First-party plugin: how a reward model trained in one language scores another.
+
+- ``direct``: the response is scored as it is written;
+- ``translate_then_score``: prompt and response are translated into the RM's language by any
+  registered translator first;
+
+and the ``mean_reward`` evaluator (the mean reward of a model's responses under a reward source).
+
+Light to import (pydantic only). See docs/rm-transfer.md.
+"""
+
+from __future__ import annotations
+
+from okapi_kit import hookimpl
+
+from .evaluator import MeanRewardConfig, MeanRewardEvaluator
+from .methods import DirectTransfer, TranslateThenScore, TranslateThenScoreConfig
+
+__all__ = ["DirectTransfer", "MeanRewardConfig", "MeanRewardEvaluator", "TranslateThenScore",
+           "TranslateThenScoreConfig"]
+
+
+@hookimpl
+def okapi_register_transfer_methods(register) -> None:
+    register(DirectTransfer)
+    register(TranslateThenScore)
+
+
+@hookimpl
+def okapi_register_evaluators(register) -> None:
+    register(MeanRewardEvaluator)
+
+
+@hookimpl
+def okapi_register_commands(cli) -> None:
+    """``okapi-kit rm-transfer CONFIG``: the transfer matrix and the representation analysis."""
+    from .command import rm_transfer_cmd
+
+    cli.add_command(rm_transfer_cmd)
