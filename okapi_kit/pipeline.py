@@ -47,10 +47,21 @@ class Pipeline:
             ResultsStore.check(self.db_path)  # a bad --db fails before any work, and creates nothing
         runner = Runner(self.plan, ui=self.ui, pm=self.pm, config_dump=redacted_config(self.plan))
         self.summary = runner.run(fresh=fresh)
-        if evaluates:
+        ran = any(s["status"] != "skipped" for s in self.summary)
+        if evaluates and (ran or not self._results_in_place()):
             self.store_results()
             self.write_page()
         return self.summary
+
+    def _results_in_place(self) -> bool:
+        """Nothing ran: the store and the page are only rewritten if they lack this run's scores."""
+        from .stages.evaluate import result_rows
+
+        if not (self.run_dir / "leaderboard.html").exists() or not self.db_path.exists():
+            return False
+        key = lambda r: (r.method, r.language, r.task, r.metric, r.value, r.n, r.protocol)  # noqa: E731
+        stored = ResultsStore(self.db_path, create=False).rows(run=self.cfg.name, items=False)
+        return sorted(map(key, stored)) == sorted(map(key, result_rows(self.plan)))
 
     def write_page(self) -> None:
         """The run's leaderboard as one HTML page in the run folder (``leaderboard.html``)."""
