@@ -240,13 +240,13 @@ def test_two_runs_with_one_folder_name_keep_their_own_rows(tmp_path):
 
 
 def test_secret_options_never_reach_manifest_files_or_fingerprints(tmp_path):
+    from okapi_kit_translation_memory.translator import TranslationMemory, TranslationMemoryConfig
     from pydantic import SecretStr
 
     from okapi_kit.graph import Runner
     from okapi_kit.pipeline import redacted_config
     from okapi_kit.registry import Registry
     from okapi_kit.ui import UI
-    from okapi_kit_translation_memory.translator import TranslationMemory, TranslationMemoryConfig
 
     class KeyedConfig(TranslationMemoryConfig):
         api_key: SecretStr
