@@ -255,3 +255,14 @@ class JsonlAppender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """Drop ``metrics.jsonl`` lines past ``step``: those a killed run logged after the checkpoint
+    it resumes from (every trainer's metrics file has one JSON object with a ``step`` per line)."""
+    if not path.is_file():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        path.write_text("".join(ln + "\n" for ln in kept))

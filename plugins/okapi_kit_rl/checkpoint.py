@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from okapi_kit import OkapiError
+from okapi_kit.records import trim_metrics
 
 METRICS = "metrics.jsonl"
 STAMP = "job.json"
@@ -76,14 +77,6 @@ def prepare(work_dir: Path, stamp: dict[str, Any], main: bool) -> Path | None:
     return resume
 
 
-def trim_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past ``step`` (written after the checkpoint a run resumes from)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
-    if len(kept) != len(lines):
-        path.write_text("".join(ln + "\n" for ln in kept))
 
 
 def save(work_dir: Path, step: int, weights: dict, optimizer_state: dict, state: dict[str, Any],

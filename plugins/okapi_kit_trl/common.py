@@ -18,6 +18,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from okapi_kit import OkapiError, TrainJob
+from okapi_kit.records import trim_metrics
 
 from .config import TrainConfig
 
@@ -84,14 +85,6 @@ def prepare_work_dir(work_dir: Path, stamp: dict[str, Any]) -> Path | None:
     return resume
 
 
-def trim_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past ``step`` (logged after the checkpoint a run resumes from)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
-    if len(kept) != len(lines):
-        path.write_text("".join(ln + "\n" for ln in kept))
 
 
 def resolve_device(config: TrainConfig) -> dict[str, bool]:
