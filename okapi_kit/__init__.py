@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .components import (
     NOT_IN_FINGERPRINT,
+    ChatProvider,
     Component,
     ComponentConfig,
     EvalTarget,
@@ -34,7 +35,7 @@ from .records import Instruction, PreferencePair, Ranking, SampleSet
 __version__ = "0.1.0"
 
 __all__ = [
-    "NOT_IN_FINGERPRINT", "Component", "ComponentConfig", "EvalTarget", "Evaluator", "Failed", "InputPath", "Instruction",
+    "NOT_IN_FINGERPRINT", "ChatProvider", "Component", "ComponentConfig", "EvalTarget", "Evaluator", "Failed", "InputPath", "Instruction",
     "InstructionGenerator", "OkapiError", "PreferencePair", "RankResult", "Ranker", "Ranking",
     "RewardSource", "SampleSet", "Sampler", "Score", "Stage", "Trainer", "TrainJob", "TrainResult", "TransferMethod",
     "Translator", "__version__", "hookimpl",

@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 from .records import SampleSet
+
+if TYPE_CHECKING:
+    from .llm.chat import ChatModel
 
 
 def _resolve_input(value: Path, info: ValidationInfo) -> Path:
@@ -206,6 +209,9 @@ class Score:
     n: int = 0
     protocol: str = ""
     items: dict[str, float] | None = None
+    # A confidence interval of ``value`` (a bootstrap's, a Wilson interval), its level in
+    # ``protocol``; kept in the unit's score file next to the figure.
+    interval: tuple[float, float] | None = None
 
 
 @dataclass
@@ -224,6 +230,13 @@ class EvalTarget:
     reward_model: str | None = None
     seed: int = 0
     trust_remote_code: bool = False
+    # For evaluators with a ``baseline_label()``: that model's label and its responses to the
+    # same prompts, in the order of ``prompts`` (made by the same generate stage).
+    baseline: str | None = None
+    baseline_responses: list[list[str]] | None = None
+    # Items the evaluator could not score ({"id", "reason"}, e.g. a judge's unparsable verdict):
+    # the stage writes them to the unit's failures file and fails the unit.
+    failures: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Evaluator(Component):
@@ -243,6 +256,13 @@ class Evaluator(Component):
         Called by ``validate`` and before a run starts.
         """
 
+    def baseline_label(self) -> str | None:
+        """The label of the model this evaluator compares every other model against (a
+        win-rate's baseline), or None. With ``uses_generations``, the pipeline then hands the
+        baseline's responses over in ``EvalTarget.baseline_responses`` and scores no unit of
+        the baseline against itself."""
+        return None
+
 
 class TransferMethod(Component):
     """How a reward model trained in one language scores responses in another: as they are
@@ -254,6 +274,17 @@ class TransferMethod(Component):
               rm_language: str, languages: Sequence[str]) -> list[float]:
         """The reward of each (prompt, response) written in ``languages[i]``, by ``reward``
         trained in ``rm_language``."""
+        raise NotImplementedError
+
+
+class ChatProvider(Component):
+    """A chat model named in a component's options (an evaluator's ``judge:``): its ``Config``
+    holds the provider's options (model, endpoint, limits)."""
+
+    kind = "chat"
+
+    def chat_model(self) -> ChatModel:
+        """A new :class:`~okapi_kit.llm.ChatModel` on these options (nothing is sent yet)."""
         raise NotImplementedError
 
 
@@ -272,9 +303,14 @@ class Stage(Component):
     def plan(self, ctx: Any) -> list[Any]:
         raise NotImplementedError
 
+    def results(self, plan: Any) -> list[Any]:
+        """Leaderboard rows (:class:`okapi_kit.leaderboard.ResultRow`) read from this stage's
+        outputs after a run, stored with the evaluation's; none by default."""
+        return []
+
 
 KINDS: dict[str, type[Component]] = {
     cls.kind: cls
     for cls in (Translator, InstructionGenerator, Sampler, Ranker, RewardSource, Trainer, Evaluator,
-                TransferMethod, Stage)
+                TransferMethod, Stage, ChatProvider)
 }

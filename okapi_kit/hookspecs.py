@@ -83,6 +83,12 @@ def okapi_register_stages(register: Register) -> None:
     """Register :class:`~okapi_kit.Stage` classes: extra pipeline stages a config adds under ``stages:``."""
 
 
+@hookspec
+def okapi_register_chat_models(register: Register) -> None:
+    """Register :class:`~okapi_kit.ChatProvider` classes: chat models (an API provider, a local
+    model) that a component's options name, e.g. an evaluator's ``judge: {name: openai, options: ...}``."""
+
+
 @hookspec(firstresult=True)
 def okapi_build_model(spec: str, out_dir: Path) -> bool | None:
     """Build the model named by ``spec`` into ``out_dir`` if this plugin knows the scheme.
@@ -127,4 +133,5 @@ REGISTER_HOOKS: dict[str, str] = {
     "evaluator": "okapi_register_evaluators",
     "transfer": "okapi_register_transfer_methods",
     "stage": "okapi_register_stages",
+    "chat": "okapi_register_chat_models",
 }

@@ -55,6 +55,7 @@ _TABLE = [
     ("pt", "Portuguese", "Latin", "-", None),
     ("is", "Icelandic", "Latin", "-", None),
     ("nb", "Norwegian Bokmal", "Latin", "-", None),
+    ("sv", "Swedish", "Latin", "-", None),  # not in Okapi's Table 1: no group, no CC share
 ]
 
 LANGUAGES: dict[str, Language] = {row[0]: Language(*row) for row in _TABLE}

@@ -14,6 +14,7 @@ from typing import Any
 from .config import PipelineConfig
 from .graph import Plan, Runner
 from .graph.artifacts import MANIFEST
+from .graph.processes import is_main_process
 from .leaderboard import ResultsStore
 from .plugins import plugin_manager, registry
 from .ui import UI
@@ -42,26 +43,38 @@ class Pipeline:
         return self.plan.units
 
     def run(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        from .stages import plugin_stages
+
         evaluates = any(u.stage == "evaluate" for u in self.plan.units)
-        if evaluates:
+        stages = plugin_stages(self.plan)  # they may have results too (Stage.results)
+        if evaluates or stages:
             ResultsStore.check(self.db_path)  # a bad --db fails before any work, and creates nothing
         runner = Runner(self.plan, ui=self.ui, pm=self.pm, config_dump=redacted_config(self.plan))
         self.summary = runner.run(fresh=fresh)
+        if not is_main_process():  # the results are the main process's to store (graph/processes.py)
+            return self.summary
         ran = any(s["status"] != "skipped" for s in self.summary)
-        if evaluates and (ran or not self._results_in_place()):
-            self.store_results()
-            self.write_page()
+        if (evaluates or stages) and (ran or not self._results_in_place()):
+            rows = self.result_rows()
+            if evaluates or rows:
+                self.store_results(rows=rows)
+                self.write_page()
         return self.summary
+
+    def result_rows(self) -> list[Any]:
+        """The leaderboard rows of this run: its evaluation units' and its plugin stages'."""
+        from .stages import plugin_stages
+        from .stages.evaluate import result_rows
+
+        return result_rows(self.plan) + [r for stage in plugin_stages(self.plan) for r in stage.results(self.plan)]
 
     def _results_in_place(self) -> bool:
         """Nothing ran: the store and the page are only rewritten if they lack this run's scores."""
-        from .stages.evaluate import result_rows
-
         if not (self.run_dir / "leaderboard.html").exists() or not self.db_path.exists():
             return False
         key = lambda r: (r.method, r.language, r.task, r.metric, r.value, r.n, r.protocol)  # noqa: E731
         stored = ResultsStore(self.db_path, create=False).rows(run=self.cfg.name, items=False)
-        return sorted(map(key, stored)) == sorted(map(key, result_rows(self.plan)))
+        return sorted(map(key, stored)) == sorted(map(key, self.result_rows()))
 
     def write_page(self) -> None:
         """The run's leaderboard as one HTML page in the run folder (``leaderboard.html``)."""
@@ -73,12 +86,10 @@ class Pipeline:
         except OkapiError as exc:  # the results are stored; a page that cannot be drawn is not fatal
             self.ui.console.print(f"[yellow]warning:[/] no leaderboard page: {exc.message}", highlight=False)
 
-    def store_results(self, store: ResultsStore | None = None) -> None:
+    def store_results(self, store: ResultsStore | None = None, rows: list[Any] | None = None) -> None:
         """Replace this run's rows in the results store with its current scores (one transaction)."""
-        from .stages.evaluate import result_rows
-
         store = store or ResultsStore(self.db_path)
-        rows = result_rows(self.plan)
+        rows = self.result_rows() if rows is None else rows
         for row in rows:
             row.run_dir = str(self.run_dir)
         others = store.replace_run(self.cfg.name, rows)

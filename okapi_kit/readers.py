@@ -5,7 +5,8 @@ Okapi's released files (FORMATS.md) are JSON arrays, one per language (``vi.json
 prefered_output, rejected_output: their spelling) and rl-tuning (instruction, input).
 TRL's preference records (prompt, chosen, rejected; plain strings or lists of
 ``{role, content}`` messages) and K-wise rankings (responses with order, ranks or scores)
-are read too.
+are read too. A pair may carry ``chosen_reward`` and ``rejected_reward`` (scored pairs, as
+``copg_offline`` learns from): they become the ranking's scores.
 
 A source is a file, a saved ``datasets`` folder or a hub id; every reader also takes a list
 of sources (several files per language), read one after the other. A record without an
@@ -469,7 +470,24 @@ def _pair_ranking(row: _Row) -> Ranking:
         chosen, rejected = _text(obj, chosen_key, where), _text(obj, "rejected_output", where)
     return Ranking(id=_record_id(row), lang=_record_lang(row), prompt=prompt, responses=[chosen, rejected],
                    order=[0, 1], ranker=_text(obj, "ranker", where, required=False),
-                   instruction=instruction, input=inp)
+                   scores=_pair_rewards(obj, where), instruction=instruction, input=inp)
+
+
+def _pair_rewards(obj: dict[str, Any], where: str) -> list[float] | None:
+    """``[chosen_reward, rejected_reward]`` of a scored pair (``copg_offline``'s data), or None."""
+    keys = ("chosen_reward", "rejected_reward")
+    given = [k for k in keys if obj.get(k) is not None]
+    if not given:
+        return None
+    if len(given) == 1:
+        other = keys[1 - keys.index(given[0])]
+        raise OkapiError(f"field {given[0]!r} is given without {other!r}", where=where,
+                         hint="a scored pair gives both rewards, or neither")
+    for k in keys:
+        value = obj[k]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise OkapiError(f"field {k!r} must be a finite number, got {value!r}", where=where)
+    return [float(obj[k]) for k in keys]
 
 
 def _numbers(obj: dict[str, Any], key: str, k: int, where: str) -> list[float]:

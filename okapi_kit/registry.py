@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pluggy
 
@@ -115,3 +116,23 @@ def create_component(reg: Registry, kind: str, name: str, options: dict, *, wher
         raise pydantic_error(exc, source=where.split(":")[0] if ":" in where else "config", model=entry.cls.Config,
                              prefix=f"{where.split(': ')[-1]}.options") from None
     return entry.cls(config)
+
+
+def create_nested(kind: str, choice: Any, key: str, info: Any) -> Component:
+    """The ``kind`` component a ComponentChoice inside another component's options names (a
+    judge, a translator, a sampler), created from that config's pydantic validator so that
+    ``validate`` checks its name and options too. Relative paths in its options are taken from
+    the folder of the config that names them. A problem is raised as a ValueError, so pydantic
+    reports it under the options' key path."""
+    from .plugins import registry
+
+    base = (info.context or {}).get("base_dir")
+    try:
+        return create_component(registry(), kind, choice.name, choice.options, where=key, base_dir=base)
+    except OkapiError as exc:
+        # option problems already name their key path (judge.options.model): no "config:" before
+        # them; several are one line, their hints one more
+        problems = getattr(exc, "problems", [exc])
+        text = "; ".join(p.message if p.where in (None, "config") else f"{p.where}: {p.message}" for p in problems)
+        hints = [p.hint for p in problems if p.hint]
+        raise ValueError(text + (f"\n  hint: {'; '.join(hints)}" if hints else "")) from None

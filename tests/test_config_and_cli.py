@@ -69,7 +69,7 @@ def test_bundled_demo_validates(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, out, err = run_cli(capsys, "validate", DEMO)
     assert (rc, err) == (0, "")
-    assert out.startswith(f"{DEMO}: OK (50 units in 10 stages: align, base_model, evaluate, generate, ")
+    assert out.startswith(f"{DEMO}: OK (79 units in 10 stages: align, base_model, evaluate, generate, ")
     assert out.endswith("languages: vi, hi, bn)\n")
     assert list(tmp_path.iterdir()) == []  # validating writes nothing
 
@@ -104,11 +104,11 @@ def test_init_refuses_to_overwrite_without_force(capsys, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("overrides, summary", [
-    (["languages=[vi]"], "20 units"),
-    (["languages=[hi, bn]", "sampling.k=2"], "35 units"),
-    (["model_scope=per_language"], "56 units"),
-    (["evaluation.models=[sft]", "alignment=[]"], "25 units"),
-    (["alignment.0.trainer.options.beta=0.5"], "50 units"),
+    (["languages=[vi]"], "31 units"),
+    (["languages=[hi, bn]", "sampling.k=2"], "55 units"),
+    (["model_scope=per_language"], "89 units"),
+    (["evaluation.models=[sft]", "alignment=[]"], "28 units"),
+    (["alignment.0.trainer.options.beta=0.5"], "79 units"),
 ])
 def test_valid_set_overrides(capsys, in_project, overrides, summary):
     args = [a for o in overrides for a in ("--set", o)]
@@ -176,8 +176,8 @@ BAD_CONFIGS = {
                              "data/none/vi.jsonl"]),
     "missing-model-path": (_set("base_model", "./models/none"),
                            ["base_model: model path does not exist: ./models/none"]),
-    "unknown-eval-model": (_set("evaluation.models", ["base", "ppo"]),
-                           ["evaluation.models names 'ppo'; known models: ['base', 'dpo', 'sft']"]),
+    "unknown-eval-model": (_set("evaluation.models", ["base", "grpo"]),
+                           ["evaluation.models names 'grpo'; known models: ['base', 'dpo', 'ppo', 'rloo', 'sft']"]),
     "wrong-trainer-for-stage": (_set("sft.trainer", "dpo"), ["sft.trainer: trainer 'dpo' does not train on SFT data"]),
     "not-a-reward-trainer": (_set("reward_model.trainer", "sft"),
                              ["reward_model.trainer: trainer 'sft' does not train a reward model"]),

@@ -7,7 +7,13 @@ TrainJob for each job of a spec, calls the trainer, and records every file-syste
 process makes under the job's folders through a Python audit hook (``open`` for writing,
 ``os.mkdir``, ``os.rename``, ``shutil.copyfile``...), one report per rank and job. Writes
 made by native code (safetensors' and torch.save's own file writes) are not audited; the
-files written around them (config.json, tokenizer files, metrics) are.
+files written around them (config.json, tokenizer files, metrics) are. With ``--fsdp2`` it
+is one process of the FSDP2 check instead.
+
+The commands (``okapi-kit train``, ``okapi-kit run``) are launched as docs/distributed.md
+shows, with the same audit hook installed in each process by a ``sitecustomize`` module.
+The rest needs no launch: the rules of ``okapi_kit/graph/processes.py``, the DeepSpeed
+pieces of the RL loop that run without DeepSpeed, and the vLLM backend's choice.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ ACCELERATE = ROOT / "docs" / "accelerate"
 _WRITES = {"os.mkdir": (0,), "os.rename": (0, 1), "os.replace": (0, 1), "os.remove": (0,),
            "os.rmdir": (0,), "os.symlink": (1,), "os.link": (1,), "os.truncate": (0,),
            "os.chmod": (0,), "os.utime": (0,), "shutil.copyfile": (1,), "shutil.copytree": (1,),
-           "shutil.rmtree": (0,), "shutil.move": (1,)}
+           "shutil.rmtree": (0,), "shutil.move": (1,), "sqlite3.connect": (0,)}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _WATCH: list[tuple[str, list[str]]] = []  # (folder, log) pairs the hook reports to
 
@@ -103,6 +109,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def accelerate_launch(args: list[str], *, cwd: Path, timeout: float,
+                      env: dict[str, str] | None = None) -> tuple[int | None, str, float]:
+    """``accelerate launch`` with the DDP config of docs/accelerate and 2 CPU processes (gloo);
+    returns (exit code, None after a timeout; the output; seconds)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(cwd / "hf"),  # no user accelerate config
+           "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true",
+           "TOKENIZERS_PARALLELISM": "false", **(env or {}),
+           "PYTHONPATH": os.pathsep.join([*(env or {}).get("PYTHONPATH", "").split(os.pathsep), str(ROOT),
+                                          str(ROOT / "plugins"), str(ROOT / "tests"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    # The command docs/distributed.md gives, with the DDP config shipped there; on a machine
+    # without GPUs it starts CPU processes, and accelerate picks the gloo backend.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "ddp.yaml"),
+           "--num_processes", "2", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), *args]
+    start = time.monotonic()
+    # A session of its own, so that a timeout ends the workers too, not only the launcher.
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        returncode: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        returncode = None
+    return returncode, output, time.monotonic() - start
+
+
 def launch(base: Path, jobs: dict[str, dict], *, timeout: float = 110) -> dict[str, dict]:
     """Run every job under ``accelerate launch`` with 2 CPU processes (DDP over gloo).
 
@@ -115,40 +150,20 @@ def launch(base: Path, jobs: dict[str, dict], *, timeout: float = 110) -> dict[s
                       "reports": str(folder / "ranks")})
         runs[name] = {"out": folder / "out", "work": folder / "work", "reports": folder / "ranks"}
     (base / "spec.json").write_text(json.dumps(specs))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(base / "hf"),  # no user accelerate config "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-           "ACCELERATE_USE_CPU": "true", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    # The command docs/distributed.md gives, with the DDP config shipped there; on a machine
-    # without GPUs it starts CPU processes, and accelerate picks the gloo backend.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "ddp.yaml"),
-           "--num_processes", "2", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), str(Path(__file__).resolve()), "--spec", str(base / "spec.json")]
-    start = time.monotonic()
-    # A session of its own, so that a timeout ends the workers too, not only the launcher.
-    proc = subprocess.Popen(cmd, env=env, cwd=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-    elapsed = time.monotonic() - start
+    returncode, output, elapsed = accelerate_launch(
+        [str(Path(__file__).resolve()), "--spec", str(base / "spec.json")], cwd=base, timeout=timeout)
     for name, run in runs.items():
         reports = sorted((json.loads(p.read_text()) for p in run["reports"].glob("rank*.json")),
                          key=lambda r: r["rank"])
         run["ranks"] = reports
         if len(reports) != 2:
             run["error"] = (f"job {name}: reports from ranks {[r['rank'] for r in reports]} "
-                            f"(launch exit {proc.returncode} after {elapsed:.0f} s):\n{output[-6000:]}")
+                            f"(launch exit {returncode} after {elapsed:.0f} s):\n{output[-6000:]}")
     return runs
 
 
 def check_run(run: dict, model: str) -> list[dict]:
     """The assertions every trainer must pass; returns its metrics lines."""
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
-
     assert "error" not in run, run.get("error")
     out, ranks = run["out"].resolve(), run["ranks"]
     assert all(r["world_size"] == 2 and r["backend"] == "gloo" for r in ranks), ranks
@@ -158,7 +173,21 @@ def check_run(run: dict, model: str) -> list[dict]:
               or ("rng_state_1" not in w and not w.startswith("os.mkdir"))]
     assert not strays, "rank 1 wrote:\n" + "\n".join(strays)
     assert any(str(out) in w for w in ranks[0]["writes"]), "rank 0 wrote no output"
-    # The model is complete: every tensor of the architecture is in its safetensors files.
+    check_model(out, model)
+    # metrics.jsonl written once: one line per logged step, no step twice.
+    lines = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    steps = [ln["step"] for ln in lines]
+    assert steps and len(steps) == len(set(steps)), f"metric steps {steps}"
+    return lines
+
+
+def check_model(out: Path, model: str) -> None:
+    """The model in ``out`` is complete (every tensor of the architecture in its safetensors,
+    and a tokenizer) and trained (its weights differ from those of ``model``)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
     tensors: dict = {}
     for f in sorted(out.glob("*.safetensors")):
         tensors.update(load_file(str(f)))
@@ -170,11 +199,6 @@ def check_run(run: dict, model: str) -> list[dict]:
     moved = [k for k, v in base.items() if k in tensors and not torch.equal(v, tensors[k])]
     assert moved, "the saved weights equal the initial ones: training did not reach the output"
     assert (out / "tokenizer.json").is_file(), "no tokenizer saved with the model"
-    # metrics.jsonl written once: one line per logged step, no step twice.
-    lines = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln.strip()]
-    steps = [ln["step"] for ln in lines]
-    assert steps and len(steps) == len(set(steps)), f"metric steps {steps}"
-    return lines
 
 
 # The RL trainers of the okapi_kit_rl plugin, tested when it is installed.
@@ -260,6 +284,161 @@ def test_shipped_accelerate_configs(name, kind, extra):
     assert extra.items() <= nested.items()
     options = {action.dest for action in launch_command_parser()._actions}
     assert set(nested) <= options, sorted(set(nested) - options)
+
+
+# ---------------------------------------------------------------- the commands under accelerate launch
+# `okapi-kit train` and `okapi-kit run` launched as docs/distributed.md says. Each process's
+# writes under the watched folder are recorded by the audit hook, installed at start-up by a
+# sitecustomize module (so the command launched is the real one) and written out at exit.
+
+AUDIT = "OKAPI_KIT_TEST_AUDIT"  # "<watched folder><os.pathsep><report folder>"
+OKAPI = Path(__file__).resolve().parent / "data" / "okapi"
+
+
+def start_audit(spec: str) -> None:
+    """In a launched process: record its writes under the watched folder in
+    ``<report folder>/rank<RANK>.json`` at exit (the launcher itself, with no RANK, is left out)."""
+    import atexit
+
+    rank = os.environ.get("RANK")
+    if rank is None:
+        return
+    watched, reports = spec.split(os.pathsep)
+    writes: list[str] = []
+    _WATCH[:] = [(str(Path(watched).resolve()), writes)]
+    sys.addaudithook(_audit)
+    atexit.register(lambda: Path(reports, f"rank{rank}.json").write_text(json.dumps(writes)))
+
+
+SITECUSTOMIZE = f"""
+import os
+if os.environ.get({AUDIT!r}):
+    import sys
+    sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+    import {Path(__file__).stem}
+    {Path(__file__).stem}.start_audit(os.environ[{AUDIT!r}])
+"""
+
+
+def okapi_launch(base: Path, args: list[str], label: str, *, timeout: float = 150) -> dict:
+    """``accelerate launch ... ARGS`` in ``base``, with every write under ``base/out`` audited;
+    the exit code, the output and each rank's writes."""
+    site, reports = base / "site", base / f"audit-{label}"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    reports.mkdir()
+    (base / "out").mkdir(exist_ok=True)
+    code, output, seconds = accelerate_launch(
+        args, cwd=base, timeout=timeout,
+        env={AUDIT: f"{base / 'out'}{os.pathsep}{reports}", "PYTHONPATH": str(site)})
+    writes = {int(p.stem[4:]): json.loads(p.read_text()) for p in reports.glob("rank*.json")}
+    return {"code": code, "output": output, "seconds": seconds, "writes": writes}
+
+
+def check_books(result: dict, run_dir: Path) -> None:
+    """Both processes ended well; rank 0 kept the books (the manifest), rank 1 wrote nothing
+    but its own RNG states in the trainers' checkpoints and folders for them."""
+    assert result["code"] == 0, f"exit {result['code']} after {result['seconds']:.0f} s:\n{result['output'][-6000:]}"
+    assert sorted(result["writes"]) == [0, 1], result["writes"].keys()
+    assert any(w.endswith(f"{run_dir.resolve() / 'manifest.json'}") for w in result["writes"][0]), \
+        "rank 0 did not write the manifest"
+    strays = [w for w in result["writes"][1] if "rng_state_1" not in w and not w.startswith("os.mkdir")]
+    assert not strays, "rank 1 wrote:\n" + "\n".join(strays)
+
+
+def okapi_command() -> str:
+    command = Path(sys.executable).with_name("okapi-kit")
+    if not command.is_file():
+        pytest.skip("the okapi-kit command is not installed beside this Python")
+    return str(command)
+
+
+@pytest.fixture(scope="module")
+def cli_tiny(tmp_path_factory) -> str:
+    from okapi_kit_transformers.tiny import write_tiny_model
+
+    return str(write_tiny_model(tmp_path_factory.mktemp("cli") / "tiny", hidden=32, layers=1, heads=2))
+
+
+@pytest.mark.slow
+def test_train_command_two_processes(tmp_path, cli_tiny):
+    """`accelerate launch $(which okapi-kit) train ppo ...`: both processes train, rank 0 alone
+    keeps the run folder's books; the same command again skips the finished training."""
+    if "ppo" not in _installed_trainers():
+        pytest.skip("trainer 'ppo' is not installed (plugin okapi_kit_rl)")
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": f"Write {i}: "}) + "\n"
+                                                    for i in range(16)))
+    (tmp_path / "ppo.yaml").write_text(json.dumps(dict(max_steps=2, batch_size=4, max_new_tokens=8, save_steps=1,
+                                                       logging_steps=1, learning_rate=1e-3, device="cpu")))
+    args = [okapi_command(), "train", "ppo", "--model", cli_tiny, "--data", "prompts.jsonl", "--options", "ppo.yaml",
+            "--reward", f"{Path(__file__).stem}:rl_reward", "--output", "out/run"]
+    run = tmp_path / "out" / "run"
+    first = okapi_launch(tmp_path, args, "first")
+    check_books(first, run)
+    check_model(run / "models" / "ppo", cli_tiny)
+    assert first["output"].count("model: ") == 1, first["output"][-3000:]  # one answer, from rank 0
+    units = json.loads((run / "manifest.json").read_text())["units"]
+    assert units["align/ppo"]["status"] == "done"
+    again = okapi_launch(tmp_path, args, "again")
+    check_books(again, run)
+    assert json.loads((run / "manifest.json").read_text())["units"] == units  # skipped: nothing re-ran
+    assert again["writes"][1] == [], again["writes"][1]
+
+
+@pytest.mark.slow
+def test_run_command_two_processes(tmp_path):
+    """`accelerate launch -m okapi_kit.cli run CONFIG`: the base model, the data and the evaluation
+    are the main process's, sft and dpo train on both; the leaderboard is written once."""
+    (tmp_path / "eval_vi.jsonl").write_text("".join(json.dumps({"instruction": f"Câu hỏi số {i}?"}) + "\n"
+                                                    for i in range(3)))
+    trl = dict(max_steps=2, batch_size=2, gradient_accumulation_steps=1, max_length=512, logging_steps=1,
+               save_steps=1, learning_rate=1e-3, gradient_checkpointing=False, device="cpu")
+    config = {"name": "ddp", "seed": 0, "base_model": "tiny:llama:32x1", "languages": ["vi"],
+              "data": {"translations": {"vi": str(OKAPI / "multilingual-alpaca-52k" / "vi.json")},
+                       "rankings": {"vi": str(OKAPI / "multilingual-ranking-data-42k" / "vi.json")},
+                       "eval_prompts": {"vi": "eval_vi.jsonl"}},
+              "sft": {"trainer": {"name": "sft", "options": trl}},
+              "alignment": [{"method": "dpo", "pairs": "best_worst",
+                             "trainer": {"name": "dpo", "options": dict(trl, beta=0.1)}}],
+              "evaluation": {"models": ["dpo"], "samples_per_prompt": 1,
+                             "sampler": {"name": "transformers", "options": {"max_new_tokens": 4}},
+                             "evaluators": ["language_fidelity"]}}
+    (tmp_path / "okapi.yaml").write_text(json.dumps(config))
+    args = ["-m", "okapi_kit.cli", "run", "okapi.yaml", "--run-dir", "out/run"]
+    run = tmp_path / "out" / "run"
+    first = okapi_launch(tmp_path, args, "first")
+    check_books(first, run)
+    check_model(run / "models" / "dpo", str(run / "models" / "sft"))
+    units = json.loads((run / "manifest.json").read_text())["units"]
+    assert {"base_model", "sft", "align/dpo", "generate/dpo/vi", "evaluate/language_fidelity/dpo/vi"} <= set(units)
+    assert all(u["status"] == "done" for u in units.values()), units
+    page, db = run / "leaderboard.html", tmp_path / "out" / "leaderboard.sqlite"
+    assert page.is_file() and db.is_file()
+    assert any(w.endswith(str(page.resolve())) for w in first["writes"][0])
+    assert any(w == f"sqlite3.connect {db.resolve()}" for w in first["writes"][0])
+    assert first["output"].count("Stages (") == 1  # the summary, printed by rank 0 alone
+    again = okapi_launch(tmp_path, args, "again")
+    check_books(again, run)
+    assert json.loads((run / "manifest.json").read_text())["units"] == units  # every unit skipped
+    assert again["writes"][1] == [], again["writes"][1]
+
+
+@pytest.mark.slow
+def test_main_process_failure_stops_the_others(tmp_path):
+    """The main process cannot take the run folder (another run holds it): it tells the other
+    process, which stops at once instead of waiting for a word that never comes."""
+    from okapi_kit.graph.artifacts import RunLayout
+    from okapi_kit.graph.runner import RunLock
+
+    run = tmp_path / "out" / "run"
+    args = [okapi_command(), "train", "sft", "--model", "tiny-model-not-needed", "--data",
+            str(OKAPI / "multilingual-alpaca-52k" / "vi.json"), "--output", "out/run"]
+    (tmp_path / "tiny-model-not-needed").mkdir()
+    with RunLock(RunLayout(run).lock):
+        result = okapi_launch(tmp_path, args, "locked", timeout=60)
+    assert result["code"] not in (0, None), result["output"][-3000:]
+    assert "is in use by" in result["output"]
+    assert "the main process stopped the run" in result["output"], result["output"][-3000:]
 
 
 # ---------------------------------------------------------------- the generation backends
@@ -402,7 +581,272 @@ def test_vllm_generator_against_stand_in(monkeypatch, tiny_lm):
     assert len(engine.loaded) == 1 and "model.embed_tokens.weight" in engine.loaded[0] and engine.resets == 1
 
 
+# ---------------------------------------------------------------- the run's processes (no launch)
+
+
+@pytest.mark.parametrize(("env", "rank", "world"), [({}, 0, 1), ({"WORLD_SIZE": "2", "RANK": "1"}, 1, 2),
+                                                    ({"WORLD_SIZE": "4", "RANK": "0"}, 0, 4)])
+def test_launch_from_environment(monkeypatch, env, rank, world):
+    from okapi_kit.graph import processes
+
+    for name in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    here = processes.launch()
+    assert (here.rank, here.world_size, here.main, here.several) == (rank, world, rank == 0, world > 1)
+
+
+@pytest.mark.parametrize(("env", "says"), [({"WORLD_SIZE": "two"}, "not a number"),
+                                           ({"WORLD_SIZE": "2", "RANK": "2"}, "does not fit")])
+def test_bad_launch_environment(monkeypatch, env, says):
+    from okapi_kit.graph import processes
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(OkapiError, match=says):
+        processes.launch()
+
+
+def test_which_units_run_everywhere():
+    from okapi_kit.graph import Unit, processes
+
+    def unit(stage: str, **kw) -> Unit:
+        return Unit(key=stage, stage=stage, version=1, reads={}, consumes=[], produces=[], run=lambda run: None, **kw)
+
+    assert [processes.runs_everywhere(unit(s)) for s in ("sft", "reward_model", "align")] == [True] * 3
+    assert not any(processes.runs_everywhere(unit(s)) for s in ("base_model", "translate", "sample", "rank",
+                                                                 "generate", "evaluate", "supplied"))
+    assert processes.runs_everywhere(unit("rm_transfer_train", distributed=True))
+
+
+def test_training_in_a_main_only_unit_is_refused(monkeypatch):
+    """A plugin stage that trains without saying so would leave the trainer waiting for the
+    other processes forever: train_model refuses it instead."""
+    from okapi_kit.graph import processes
+
+    processes.check_together("any")  # one process: anything goes
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(OkapiError, match="runs on the main process only") as info:
+        processes.check_together("my_stage/x")
+    assert "distributed=True" in info.value.hint
+    with processes.together("my_stage/x"):
+        processes.check_together("my_stage/x")
+
+
+def test_one_process_needs_no_channel(monkeypatch):
+    """Alone, the leader's calls and the barriers do nothing (and import no torch.distributed)."""
+    from okapi_kit.graph import processes
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    leader = processes.Leader()
+    with leader.stop_on_error(), leader.running(object(), "fp"):
+        processes.wait_for_everyone()
+    leader.end()
+    assert processes._channel is None
+
+
+# ---------------------------------------------------------------- DeepSpeed and FSDP2 in the RL loop
+# (what runs here: the config DeepSpeed gets, the loading context, the DeepSpeed call protocol
+# against a stand-in engine, the rebuild of a whole model from a state dict, and the FSDP2
+# helpers on a model sharded over two CPU processes with torch's own fully_shard)
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_config_filled_from_the_trainer(stage):
+    """The loop's micro-batch and clipping go into accelerate's DeepSpeedPlugin config (built
+    here without DeepSpeed installed); 'auto' is left nowhere DeepSpeed would refuse it."""
+    from accelerate.utils import DeepSpeedPlugin
+    from okapi_kit_rl.sharding import fill_deepspeed_config, frozen_deepspeed_config
+
+    plugin = DeepSpeedPlugin(zero_stage=stage, gradient_clipping=1.0, zero3_save_16bit_model=True)
+    plugin.deepspeed_config["zero_optimization"]["reduce_bucket_size"] = "auto"
+    ds = fill_deepspeed_config(plugin.deepspeed_config, micro_batch_size=4, processes=8, max_grad_norm=0.5,
+                               hidden_size=64)
+    assert ds is plugin.deepspeed_config  # changed in place: accelerate reads it at prepare()
+    assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["train_batch_size"]) == (4, 1, 32)
+    assert ds["gradient_clipping"] == 0.5 and ds["zero_optimization"]["reduce_bucket_size"] == 64 * 64
+    assert not plugin.is_auto("train_micro_batch_size_per_gpu")
+    frozen = frozen_deepspeed_config(ds)
+    assert frozen["zero_optimization"] == ({"stage": 0} if stage == 2 else ds["zero_optimization"])
+    assert frozen is not ds and ds["zero_optimization"]["stage"] == stage
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda ds: ds.update(optimizer={"type": "AdamW"}), "'optimizer' section"),
+    (lambda ds: ds["zero_optimization"].update(stage3_gather_16bit_weights_on_model_save=False),
+     "stage3_gather_16bit_weights_on_model_save"),
+    (lambda ds: ds["zero_optimization"].update(stage3_prefetch_bucket_size="auto"), "hidden size is unknown"),
+])
+def test_deepspeed_config_refused(change, says):
+    from accelerate.utils import DeepSpeedPlugin
+    from okapi_kit_rl.sharding import fill_deepspeed_config
+
+    ds = DeepSpeedPlugin(zero_stage=3, zero3_save_16bit_model=True).deepspeed_config
+    change(ds)
+    with pytest.raises(OkapiError, match=says):
+        fill_deepspeed_config(ds, micro_batch_size=2, processes=2, max_grad_norm=1.0, hidden_size=None)
+
+
+def test_whole_model_loading(monkeypatch):
+    """Inside, transformers neither partitions (ZeRO-3) nor leaves empty (FSDP's
+    cpu_ram_efficient_loading) what it loads; after, both settings are back."""
+    from okapi_kit_rl.sharding import whole_model_loading
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    class ZeRO3:
+        def is_zero3(self):
+            return True
+
+    config = ZeRO3()
+    monkeypatch.setattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", __import__("weakref").ref(config))
+    monkeypatch.setenv("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")
+    assert hf_deepspeed.is_deepspeed_zero3_enabled()
+    with whole_model_loading():
+        assert not hf_deepspeed.is_deepspeed_zero3_enabled()
+        assert os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] == "false"
+    assert hf_deepspeed.is_deepspeed_zero3_enabled() and os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] == "true"
+
+
+def test_deepspeed_step_protocol():
+    """Under DeepSpeed the Session tells the engine where a mini-batch ends, lets the engine
+    step there, and never steps the optimiser itself (against a stand-in engine)."""
+    import types
+
+    from okapi_kit_rl.engine import Session
+    from okapi_kit_rl.sharding import Sharding
+
+    calls: list = []
+    engine = types.SimpleNamespace(
+        set_gradient_accumulation_boundary=lambda last: calls.append(("boundary", last)),
+        backward=lambda loss: calls.append(("backward", loss)), step=lambda: calls.append(("step",)),
+        get_global_grad_norm=lambda: 0.25)
+    optimizer = types.SimpleNamespace(step=lambda: calls.append(("optimizer.step",)))
+    scheduler = types.SimpleNamespace(step=lambda: calls.append(("scheduler.step",)))
+    session = types.SimpleNamespace(sharding=Sharding("deepspeed", 3, 2), model=engine, optimizer=optimizer,
+                                    scheduler=scheduler, generator=None)
+    for last, loss in ((False, 1.0), (True, 2.0)):
+        with Session.accumulate(session, last):
+            Session.backward(session, loss)
+    assert Session.update(session) == 0.25
+    assert calls == [("boundary", False), ("backward", 1.0), ("step",), ("boundary", True), ("backward", 2.0),
+                     ("step",), ("scheduler.step",)]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_final_model_rebuilt_from_a_state_dict(tiny_lm, tmp_path, lora):
+    """What ZeRO-3/FSDP2 saving does on the main process: the gathered state dict of the
+    trained module, loaded into a fresh copy (LoRA merged), gives the model the DDP path saves."""
+    import copy
+    import types
+
+    import torch
+    from okapi_kit_rl.modules import PolicyModule, add_lora, lm_from_state, merged_lm, value_head
+
+    base, tok = tiny_lm
+    base.save_pretrained(tmp_path / "m")
+    config = types.SimpleNamespace(lora=lora, lora_r=2, lora_alpha=4, lora_dropout=0.0, lora_target_modules="all-linear")
+    lm = copy.deepcopy(base)
+    if lora:
+        lm = add_lora(lm, config)
+    module = PolicyModule(lm, value_head(lm))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)  # "trained"
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    rebuilt = lm_from_state(state, model=str(tmp_path / "m"), config=config, trust_remote_code=False).state_dict()
+    expected = merged_lm(module.lm).state_dict()
+    assert set(rebuilt) == set(expected)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(rebuilt[name], tensor)
+
+
+def test_number_of_a_grad_norm():
+    import math
+
+    import torch
+    from okapi_kit_rl.engine import _number
+
+    assert math.isnan(_number(None)) and _number(torch.tensor(2.5)) == 2.5 and _number(3) == 3.0
+
+
+def fsdp2_check(model: str, report: str) -> None:
+    """One process of test_fsdp2_helpers: the policy sharded by torch's fully_shard (one unit
+    per decoder layer and the root, as accelerate does on GPUs), then what the RL loop does."""
+    import types
+
+    import torch
+    import torch.distributed as dist
+    from okapi_kit_rl.modules import PolicyModule, lm_from_state
+    from okapi_kit_rl.rollout import HFGenerator
+    from okapi_kit_rl.sharding import Sharding, gathered_for_generation
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mesh = init_device_mesh("cpu", (world,))
+    whole = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    root = PolicyModule(AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32))
+    for layer in root.lm.model.layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(root, mesh=mesh)
+    split = Sharding("fsdp", 0, world)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        root(ids, torch.ones_like(ids), 1)  # as the Session does first
+    prompts = [[5, 6, 7], list(range(10, 12 + 3 * rank))]  # each process its own prompts
+    outputs = {}
+    for name, lm in (("sharded", root.lm), ("whole", whole)):
+        gen = HFGenerator(lm, pad_id=0, eos_ids=[1], max_new_tokens=6, temperature=1.0, top_k=0, top_p=1.0,
+                          batch_size=None)
+        if name == "sharded":
+            gen.gathered = lambda: gathered_for_generation(split, root, root.lm)
+            gen.synced = True
+        torch.manual_seed(rank)
+        outputs[name] = gen.generate(prompts)
+    resharded = all(isinstance(p, DTensor) for p in root.parameters())
+    logps, _ = root(ids, torch.ones_like(ids), 3)  # training goes on after generation
+    logps.sum().backward()
+    state = get_model_state_dict(root, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    rebuilt = None
+    if rank == 0:
+        lm = lm_from_state(state, model=model, config=types.SimpleNamespace(lora=False), trust_remote_code=False)
+        rebuilt = all(torch.equal(v, whole.state_dict()[k]) for k, v in lm.state_dict().items())
+    Path(report, f"rank{rank}.json").write_text(json.dumps(
+        {"generation": outputs["sharded"] == outputs["whole"], "resharded": resharded, "rebuilt": rebuilt}))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_fsdp2_helpers(tmp_path, cli_tiny):
+    """On two CPU processes: generation with the weights gathered samples what the whole model
+    samples, the weights are sharded again after, training goes on, and the final model
+    rebuilt from the gathered state dict is the whole model."""
+    (tmp_path / "reports").mkdir()
+    code, output, seconds = accelerate_launch(
+        [str(Path(__file__).resolve()), "--fsdp2", cli_tiny, "--report", str(tmp_path / "reports")],
+        cwd=tmp_path, timeout=90)
+    assert code == 0, f"exit {code} after {seconds:.0f} s:\n{output[-6000:]}"
+    reports = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "reports").glob("rank*.json")}
+    assert reports["rank0"] == {"generation": True, "resharded": True, "rebuilt": True}, reports
+    assert reports["rank1"] == {"generation": True, "resharded": True, "rebuilt": None}, reports
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="per-process driver of test_distributed")
-    parser.add_argument("--spec", required=True)
-    drive(parser.parse_args().spec)
+    parser.add_argument("--spec")
+    parser.add_argument("--fsdp2", metavar="MODEL")
+    parser.add_argument("--report")
+    cli_args = parser.parse_args()
+    if cli_args.fsdp2:
+        fsdp2_check(cli_args.fsdp2, cli_args.report)
+    else:
+        drive(cli_args.spec)

@@ -98,6 +98,20 @@ def test_okapi_family_languages_come_from_the_installed_lm_eval():
     assert split_okapi_name("arc_en") is None and split_okapi_name("hellaswag_zh") is None
 
 
+def test_every_okapi_task_language_is_an_okapi_kit_language():
+    """Swedish among them: lm-eval has arc_sv, hellaswag_sv and m_mmlu_sv."""
+    from okapi_kit_lm_eval.task_language import derive_language
+    from okapi_kit_lm_eval.tasks import all_languages, split_okapi_name
+
+    from okapi_kit.languages import LANGUAGES
+
+    assert set(all_languages()) <= set(LANGUAGES)
+    assert [split_okapi_name(f"{p}_sv") for p in ("arc", "hellaswag", "m_mmlu")] == [
+        ("arc", "sv"), ("hellaswag", "sv"), ("mmlu", "sv")]
+    assert derive_language("belebele_swe_Latn") == derive_language("include_base_44_swedish") == "sv"
+    make(tasks=["arc", "hellaswag", "mmlu"], protocol="okapi").check("sv")
+
+
 # ---- names in the config ---------------------------------------------------------------------
 
 def test_unknown_names_fail_with_close_matches_without_the_index():

@@ -769,7 +769,7 @@ def test_okapi_languages_and_groups():
     assert [len(groups[g]) for g in "HML"] == [8, 11, 7]
     assert LANGUAGES["en"].cc_share == 45.88 and LANGUAGES["kn"].cc_share == 0.012
     # lm-eval's extra languages are known but outside Okapi's groups
-    for code in ("eu", "gu", "hy", "pt", "is", "nb"):
+    for code in ("eu", "gu", "hy", "pt", "is", "nb", "sv"):
         assert get_language(code).group == "-" and not get_language(code).in_okapi
 
 

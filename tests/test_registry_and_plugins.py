@@ -44,6 +44,7 @@ FIRST_PARTY_COMPONENTS = {
     ("trainer", "sft", "trl"),
     ("trainer", "reward", "trl"),
     ("trainer", "dpo", "trl"),
+    ("trainer", "ipo", "trl"),
     ("trainer", "grpo", "trl"),
     ("trainer", "ppo", "rl"),
     ("trainer", "reinforce", "rl"),
@@ -57,9 +58,14 @@ FIRST_PARTY_COMPONENTS = {
     ("evaluator", "mean_reward", "transfer"),
     ("transfer", "direct", "transfer"),
     ("transfer", "translate_then_score", "transfer"),
+    ("evaluator", "win_rate", "judges"),
+    ("evaluator", "safety", "judges"),
+    ("chat", "openai", "openai"),
+    ("chat", "anthropic", "anthropic"),
+    ("chat", "transformers", "transformers"),
 }
 FIRST_PARTY_PLUGINS = {"translation_memory", "sacrebleu", "transformers", "trl", "lm_eval",
-                       "language_fidelity", "rl", "openai", "anthropic", "transfer"}
+                       "language_fidelity", "rl", "openai", "anthropic", "transfer", "judges"}
 
 
 @pytest.fixture
@@ -340,7 +346,7 @@ def test_first_party_plugins_are_entry_points_not_core_code():
         "translation_memory": "okapi_kit_translation_memory", "sacrebleu": "okapi_kit_sacrebleu",
         "transformers": "okapi_kit_transformers", "trl": "okapi_kit_trl", "lm_eval": "okapi_kit_lm_eval",
         "language_fidelity": "okapi_kit_fidelity", "rl": "okapi_kit_rl", "openai": "okapi_kit_openai",
-        "anthropic": "okapi_kit_anthropic", "transfer": "okapi_kit_transfer"}
+        "anthropic": "okapi_kit_anthropic", "transfer": "okapi_kit_transfer", "judges": "okapi_kit_judges"}
     for value in eps.values():
         assert not value.startswith("okapi_kit.")
 

@@ -120,12 +120,13 @@ def test_import_reads_every_task_metric_and_item(tmp_path):
     assert got[("vi", "global_mmlu_full", "acc")].protocol == "lm-eval; global_mmlu_full_vi; 0-shot; lm-eval 0.4.9"
     okapi = import_lm_eval([path], run="mine", method="sft", protocol="okapi")
     assert {r.protocol.split(";")[0] for r in okapi} == {"okapi"}
-    assert arc.items == {"0": 1.0, "1": 0.0, "2": 1.0, "3": 1.0}
-    assert got[("vi", "arc", "acc_norm")].items == {str(i): 0.5 for i in range(4)}
+    # keyed by each document's own id (every one has a distinct one), as the pipeline keys them
+    assert arc.items == {"Mercury_0": 1.0, "Mercury_1": 0.0, "Mercury_2": 1.0, "Mercury_3": 1.0}
+    assert got[("vi", "arc", "acc_norm")].items == {f"Mercury_{i}": 0.5 for i in range(4)}
     # a group: its subtasks' items, prefixed by the subtask; n summed over the subtasks
     mmlu = got[("vi", "global_mmlu_full", "acc")]
     assert mmlu.n == 8 and len(mmlu.items) == 8
-    assert mmlu.items["global_mmlu_full_vi_anatomy/0"] == 1.0
+    assert mmlu.items["global_mmlu_full_vi_anatomy/Mercury_0"] == 1.0
     assert got[("bn", "mgsm_direct", "exact_match,remove_whitespace")].stderr is None  # "N/A"
     assert got[("vi", "belebele", "acc")].items is None  # no samples file
     # subtasks on request
@@ -151,7 +152,7 @@ def test_repeated_lines_of_one_document_are_one_item(tmp_path):
     data["results"]["arc_vi"]["acc,none"] = 0.75
     path.write_text(json.dumps(data))
     arc = next(r for r in import_lm_eval([path], run="r", method="sft") if r.task == "arc" and r.metric == "acc")
-    assert arc.items == {"0": 0.5, "1": 1.0}
+    assert arc.items == {"Mercury_0": 0.5, "Mercury_1": 1.0}
 
 
 def test_samples_given_on_the_command_line_and_inline(tmp_path):
@@ -171,7 +172,7 @@ def test_samples_given_on_the_command_line_and_inline(tmp_path):
     assert len(arc.items) == 4
     rows = import_lm_eval([renamed, tmp_path / "a" / f"samples_arc_vi_{DATE}.jsonl"], run="r", method="sft")
     assert next(r for r in rows if r.task == "arc" and r.metric == "acc").items == {
-        "0": 1.0, "1": 1.0, "2": 0.0, "3": 0.0}
+        "Mercury_0": 1.0, "Mercury_1": 1.0, "Mercury_2": 0.0, "Mercury_3": 0.0}
     data = json.loads(path.read_text())
     data["samples"] = {"arc_vi": [sample(i, float(c), 0.5) for i, c in enumerate([1, 1, 0, 0])]}
     data["okapi_kit"] = {"label": "dpo", "language": "vi"}  # as okapi-kit's evaluator writes it
@@ -179,6 +180,50 @@ def test_samples_given_on_the_command_line_and_inline(tmp_path):
     rows = import_lm_eval([renamed], run="r")
     arc = next(r for r in rows if r.task == "arc" and r.metric == "acc")
     assert arc.method == "dpo" and len(arc.items) == 4
+
+
+def pipeline_rows(arc: list[int], *, method: str, own_ids: bool = True) -> list:
+    """What okapi-kit's lm_eval evaluator stores for arc_vi (Scores made by its own code from
+    lm-eval's results and samples), as the evaluate stage turns them into rows."""
+    from okapi_kit_lm_eval.prepare import RunPlan
+    from okapi_kit_lm_eval.results import to_scores
+    from okapi_kit_lm_eval.specs import TaskSpec
+
+    from okapi_kit.leaderboard import ResultRow
+
+    results = results_json(sum(arc) / len(arc))
+    lines = [sample(i, float(c), 0.5) for i, c in enumerate(arc)]
+    if not own_ids:
+        for line in lines:
+            del line["doc"]["id"]
+    plan = RunPlan(names=["arc_vi"], specs={"arc_vi": TaskSpec("arc", "arc", okapi="arc")},
+                   protocols={"arc_vi": "lm-eval"})
+    return [ResultRow(run="mine", model="-", method=method, language="vi", task=s.task, metric=s.metric,
+                      value=s.value, stderr=s.stderr, n=s.n, protocol=s.protocol, items=s.items)
+            for s in to_scores(results, {"arc_vi": lines}, plan, "0.4.9")]
+
+
+@pytest.mark.parametrize("own_ids", [True, False])
+def test_imported_and_pipeline_results_of_the_same_items_pair_up(tmp_path, own_ids):
+    """Both sides key an item by the document's own id (else by doc_id alike), so the paired
+    bootstrap compares an imported model with one the pipeline evaluated."""
+    sft = pipeline_rows([1, 0, 0, 0, 1, 0, 0, 0] * 10, method="sft", own_ids=own_ids)
+    path = write_run(tmp_path / "ppo", [1, 1, 1, 0, 1, 1, 0, 1] * 10)
+    if not own_ids:
+        samples = path.parent / f"samples_arc_vi_{DATE}.jsonl"
+        lines = [json.loads(x) for x in samples.read_text().splitlines()]
+        for line in lines:
+            del line["doc"]["id"]
+        samples.write_text("\n".join(map(json.dumps, lines)) + "\n")
+    ppo = [r for r in import_lm_eval([path], run="mine", method="ppo") if r.task == "arc"]
+    arc_sft = next(r for r in sft if r.metric == "acc")
+    arc_ppo = next(r for r in ppo if r.metric == "acc")
+    assert arc_sft.items.keys() == arc_ppo.items.keys() and len(arc_sft.items) == 80
+    assert ("Mercury_0" in arc_sft.items) is own_ids
+    assert arc_sft.protocol == arc_ppo.protocol
+    report = build_report(sft + ppo, compare=[("sft", "ppo")])
+    diff = next(d for d in report.differences if (d.task, d.metric) == ("arc", "acc"))
+    assert (diff.how, diff.items) == ("bootstrap", 80) and diff.delta == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("content, message", [

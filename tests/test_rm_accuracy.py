@@ -195,3 +195,35 @@ def test_okapi_kit_evaluate_scores_a_reward_model(rm, tmp_path, monkeypatch, cap
         found = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "e").rglob("rm_accuracy.json")
                  if json.loads(p.read_text())["language"] == lang]
         assert found and found[0]["model"] == str(path) and found[0]["scores"][0]["n"] == 3
+
+
+def test_the_demo_ships_a_preference_set_per_language(rm, tmp_path):
+    """okapi_kit/demo/data/rewardbench/<lang>.jsonl: the demo's held-out instructions with a proper
+    answer against a worse one (in English, to another question, or cut short), read by the demo's
+    rm_accuracy evaluator."""
+    import yaml
+
+    import okapi_kit
+
+    demo = Path(okapi_kit.__file__).parent / "demo"
+    [entry] = [e for e in yaml.safe_load((demo / "demo.yaml").read_text())["evaluation"]["evaluators"]
+               if isinstance(e, dict) and e["name"] == "rm_accuracy"]
+    data_dir = demo / entry["options"]["data_dir"]
+    held_out = {json.loads(line)["instruction"] for line in
+                (demo / "data" / "instructions.en.jsonl").read_text(encoding="utf-8").splitlines()[-12:]}
+    english = {json.loads(line)["output"] for line in
+               (demo / "data" / "instructions.en.jsonl").read_text(encoding="utf-8").splitlines()}
+    evaluator = make(data_dir=data_dir, limit=6)
+    for lang in ("vi", "hi", "bn"):
+        rows = read_jsonl(data_dir / f"{lang}.jsonl")
+        assert 24 <= len(rows) <= 40 and len({r["id"] for r in rows}) == len(rows)
+        assert {r["category"] for r in rows} == {"language", "relevance", "completeness"}
+        for r in rows:
+            assert r["chosen"].strip() and r["rejected"].strip() and r["chosen"] != r["rejected"]
+            assert r["prompt"] not in held_out  # in the language, not the English original
+            assert (r["rejected"] in english) == (r["category"] == "language")
+            if r["category"] == "completeness":
+                assert r["chosen"].startswith(r["rejected"]) and len(r["rejected"]) < len(r["chosen"]) / 2
+        evaluator.check(lang)
+        scores = evaluator.evaluate(target(rm[0], tmp_path / lang, lang))
+        assert {s.task for s in scores} >= {"m_rewardbench", "m_rewardbench.language"}

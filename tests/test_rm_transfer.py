@@ -287,6 +287,8 @@ def test_rm_transfer_command_on_a_tiny_rm(tiny_lm, tmp_path):
     rep = json.loads((run / "rm-transfer" / "representation.json").read_text())
     assert [r["comparison"] for r in rep["rows"]] == ["en~vi", "en~vi mismatched", "rm~base en", "rm~base vi"]
     assert rep["layers"] == 3 and rep["items"] == 8
+    units = json.loads((run / "manifest.json").read_text())["units"]
+    assert [k for k in units if k.startswith("rm_transfer/states/")] == ["rm_transfer/states/base"]
     rows = ResultsStore(db, create=False).rows(run="tiny-transfer")
     acc = {(r.method, r.language): r for r in rows if r.task == "rm_accuracy"}
     assert acc[("rm-en", "vi")].value == pytest.approx(cells[("rm-en", "vi")]["accuracy"])
@@ -449,3 +451,177 @@ def test_the_demo_task_data_and_its_rule(tmp_path):
     before = (tmp_path / "train" / "en.jsonl").read_text()
     write(tmp_path)
     assert (tmp_path / "train" / "en.jsonl").read_text() == before  # deterministic
+
+
+# ------------------------------------------------------------------ the rm_transfer pipeline stage
+
+
+STAGE_UNITS = {*[f"rm_transfer/score/direct/{rm}/{t}" for rm in ("en", "bn") for t in ("en", "bn")],
+               "rm_transfer/states/sft-en",  # one base model (both languages' SFT is one folder): one unit
+               "rm_transfer/represent/en", "rm_transfer/represent/bn", "rm_transfer/matrix",
+               "rm_transfer/representation"}
+
+
+def _stage_project(tmp: Path, tiny: Path) -> Path:
+    """A per-language run on a tiny SFT model: rankings in English and Bengali, an RM each
+    (a few steps), and the rm_transfer stage on both RMs and two test sets."""
+    import yaml
+
+    for lang in ("en", "bn"):
+        _write_jsonl(tmp / "pairs" / f"{lang}.jsonl", [
+            {"instruction": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
+            for r in _pairs(lang, 32, 1, rule="mark")])
+        _write_jsonl(tmp / "test" / f"{lang}.jsonl", _pairs(lang, 16, 2, rule="mark"))
+        _write_jsonl(tmp / "parallel" / f"{lang}.jsonl", _pairs(lang, 8, 3, rule="mark"))
+    trainer = {"learning_rate": 5.0e-3, "max_steps": 6, "batch_size": 16, "gradient_accumulation_steps": 1,
+               "max_length": 64, "eval_fraction": 0.0, "gradient_checkpointing": False, "warmup_ratio": 0.0,
+               "logging_steps": 10, "save_steps": 100, "device": "cpu"}
+    config = tmp / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "tiny-stage", "languages": ["en", "bn"], "model_scope": "per_language",
+        "data": {"rankings": {"en": "pairs/en.jsonl", "bn": "pairs/bn.jsonl"}},
+        "models": {"sft": str(tiny)},
+        "reward_model": {"trainer": {"name": "reward", "options": trainer}},
+        "stages": [{"name": "rm_transfer", "options": {
+            "targets": {"data_dir": "test", "languages": ["en", "bn"]},
+            "scoring": {"device": "cpu", "batch_size": 64},
+            "representation": {"data_dir": "parallel", "limit": 8, "device": "cpu"}}}],
+    }), encoding="utf-8")
+    return config
+
+
+def _statuses(config: Path, run: Path, db: Path) -> dict[str, str]:
+    """Run the pipeline; each unit's status (done or skipped)."""
+    from okapi_kit.config import load_config
+    from okapi_kit.pipeline import Pipeline
+    from okapi_kit.ui import UI
+
+    cfg, base_dir = load_config(config)
+    pipeline = Pipeline(cfg, base_dir=base_dir, run_dir=run, db_path=db, ui=UI(quiet=True), source=str(config))
+    return {s["stage"]: s["status"] for s in pipeline.run()}
+
+
+@pytest.mark.slow
+def test_rm_transfer_as_a_pipeline_stage(tiny_lm, tmp_path):
+    """`stages: [rm_transfer]` plans the study on the run's per-language RMs, writes the reports
+    into the run folder and the accuracies into the leaderboard; a rerun skips it all, and an
+    edited test set re-runs only the units that read it."""
+    from okapi_kit.cli import main
+    from okapi_kit.leaderboard import ResultsStore
+
+    config = _stage_project(tmp_path, tiny_lm)
+    run, db = tmp_path / "run", tmp_path / "lb.sqlite"
+    assert main(["run", str(config), "--run-dir", str(run), "--db", str(db), "--quiet"]) == 0
+    units = json.loads((run / "manifest.json").read_text())["units"]
+    assert {k for k in units if k.startswith("rm_transfer/")} == STAGE_UNITS
+    assert all(units[k]["status"] == "done" for k in STAGE_UNITS)
+    matrix = json.loads((run / "rm-transfer" / "matrix.json").read_text())
+    cells = {(c["row"], c["target"]) for c in matrix["cells"] if c["category"] == "all"}
+    assert cells == {(f"rm-{a}", b) for a in ("en", "bn") for b in ("en", "bn")}
+    assert (run / "rm-transfer" / "matrix.png").read_bytes()[:4] == b"\x89PNG"
+    rep = json.loads((run / "rm-transfer" / "representation.json").read_text())
+    assert {(r["rm"], r["comparison"]) for r in rep["rows"]} >= {("rm-en", "rm~base en"), ("rm-bn", "en~bn")}
+    rows = ResultsStore(db, create=False).rows(run="tiny-stage")
+    assert {(r.method, r.language) for r in rows if r.task == "rm_accuracy"} == \
+        {(f"rm-{a}", b) for a in ("en", "bn") for b in ("en", "bn")}
+
+    assert set(_statuses(config, run, db).values()) == {"skipped"}
+    test_bn = tmp_path / "test" / "bn.jsonl"
+    test_bn.write_text(test_bn.read_text(encoding="utf-8").replace(" +", " ✓", 1), encoding="utf-8")
+    ran = {k for k, v in _statuses(config, run, db).items() if v == "done"}
+    assert ran == {"rm_transfer/score/direct/en/bn", "rm_transfer/score/direct/bn/bn", "rm_transfer/matrix"}
+
+
+def _tm_files(tmp: Path) -> dict:
+    """A translation memory between English and Bengali, as translate_then_score options."""
+    _write_jsonl(tmp / "tm" / "source.jsonl", [{"id": "1", "instruction": "What is 1 plus 1?"}])
+    _write_jsonl(tmp / "tm" / "en.jsonl", [{"id": "1", "instruction": "What is 1 plus 1?"}])
+    _write_jsonl(tmp / "tm" / "bn.jsonl", [{"id": "1", "instruction": "১ যোগ ১ কত?"}])
+    return {"name": "translate_then_score", "options": {"translator": {"name": "translation_memory", "options": {
+        "source": "tm/source.jsonl", "targets": {"en": "tm/en.jsonl", "bn": "tm/bn.jsonl"}}}}}
+
+
+def test_an_edited_translation_memory_reruns_what_reads_it(tmp_path):
+    """A nested translator's files are inputs of every unit that uses the transfer method: the
+    stage's translate_then_score scores and the alignment that reads the English RM through it."""
+    tts = _tm_files(tmp_path)
+    data = _align_config(tmp_path, {"from": "en", "transfer": tts})
+    for lang in ("en", "bn"):
+        _write_jsonl(tmp_path / "test" / f"{lang}.jsonl", _pairs(lang, 4, 2, rule="mark"))
+    data["stages"] = [{"name": "rm_transfer", "options": {
+        "targets": {"data_dir": "test", "languages": ["en", "bn"]}, "transfer": ["direct", tts]}}]
+    units, before = _plan(tmp_path, data)
+    assert {f"rm_transfer/score/{m}/{a}/{b}" for m in ("direct", "translate_then_score")
+            for a in ("en", "bn") for b in ("en", "bn")} | {"rm_transfer/matrix"} <= set(units)
+    _write_jsonl(tmp_path / "tm" / "en.jsonl", [{"id": "1", "instruction": "How much is 1 plus 1?"}])
+    _, after = _plan(tmp_path, data)
+    changed = {k for k in before if after[k] != before[k]}
+    assert changed == {*[f"rm_transfer/score/translate_then_score/{a}/{b}" for a in ("en", "bn") for b in ("en", "bn")],
+                       "rm_transfer/matrix", "align/rloo-en-rm/en", "align/rloo-en-rm/bn"}
+
+
+def test_the_stage_reports_bad_options_before_any_work(tmp_path):
+    data = _align_config(tmp_path, None)
+    _write_jsonl(tmp_path / "test" / "en.jsonl", _pairs("en", 4, 2, rule="mark"))
+    stage = {"name": "rm_transfer", "options": {"targets": {"data_dir": "test", "languages": ["en", "bn"]},
+                                                 "sources": ["en"], "models": {"de": {"model": "./no-rm"}}}}
+    with pytest.raises(OkapiError) as err:
+        _plan(tmp_path, {**data, "stages": [stage]})
+    text = err.value.render()
+    assert "no test set for 'bn'" in text and "stages[0].options.targets" in text
+    assert "model path does not exist: ./no-rm" in text and "stages[0].options.models.de.model" in text
+    stage["options"]["sources"] = ["vi"]  # a language of no RM of this run
+    with pytest.raises(OkapiError, match="'vi' has no reward model in this run"):
+        _plan(tmp_path, {**data, "stages": [stage]})
+    with pytest.raises(OkapiError, match="per language"):
+        _plan(tmp_path, {**_align_config(tmp_path, None, scope="multilingual"), "stages": [stage]})
+
+
+def _doc_config() -> dict:
+    """The pipeline config of docs/rm-transfer.md's section on the stage."""
+    import re
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "rm-transfer.md").read_text(encoding="utf-8")
+    section = text.split("## As pipeline stages", 1)[1]
+    return yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+
+
+def test_the_documented_stage_config_plans(tmp_path):
+    data = _doc_config()
+    langs = ["en", "vi", "bn", "de"]
+    for lang in data["languages"]:
+        _write_jsonl(tmp_path / data["data"]["translations"][lang],
+                     [{"id": f"s{i}", "instruction": f"Say {i}.", "output": str(i)} for i in range(3)])
+        _write_jsonl(tmp_path / data["data"]["rankings"][lang],
+                     [{"instruction": f"Say {i}.", "chosen": str(i), "rejected": "no"} for i in range(3)])
+    options = data["stages"][0]["options"]
+    for lang in langs:
+        _write_jsonl(tmp_path / options["targets"]["data_dir"] / f"{lang}.jsonl", _pairs("en", 4, 2, rule="mark"))
+    (tmp_path / options["models"]["de"]["model"]).mkdir(parents=True)
+    (tmp_path / options["models"]["de"]["model"] / "config.json").write_text("{}")
+    units, _ = _plan(tmp_path, data)
+    assert {f"rm_transfer/score/direct/{rm}/{t}" for rm in langs for t in langs} <= set(units)
+    assert {"rm_transfer/states/sft-en", "rm_transfer/represent/de", "rm_transfer/matrix"} <= set(units)
+
+
+def test_the_demo_configs_plan(tmp_path):
+    """transfer.yaml (the command) and align.yaml (a run with the rm_transfer stage) of the toy."""
+    import yaml
+    from okapi_kit_transfer.config import load_transfer_config
+    from okapi_kit_transfer.run import build_transfer_plan
+
+    from okapi_kit.demo.transfer.make_data import HERE, write
+    from okapi_kit.plugins import registry
+
+    write(tmp_path / "data")
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "config.json").write_text("{}")
+    transfer = yaml.safe_load((HERE / "transfer.yaml").read_text(encoding="utf-8"))
+    tp = build_transfer_plan(load_transfer_config(transfer, "transfer.yaml"), base_dir=tmp_path,
+                             run_dir=tmp_path / "run", registry=registry())
+    assert {"rm_transfer/states/base", "rm_transfer/matrix", "rm_transfer/representation"} <= {u.key for u in tp.units}
+    units, _ = _plan(tmp_path, yaml.safe_load((HERE / "align.yaml").read_text(encoding="utf-8")))
+    assert {f"rm_transfer/score/direct/{a}/{b}" for a in ("en", "bn") for b in ("en", "vi", "bn")} | \
+        {"rm_transfer/matrix", "align/rloo-en-rm/bn"} <= set(units)

@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 
 import torch  # noqa: E402
 from okapi_kit_transformers.reward import RewardModelSource  # noqa: E402
-from okapi_kit_trl import DPOTrainer, GRPOTrainer, RewardTrainer, SFTTrainer  # noqa: E402
+from okapi_kit_trl import DPOTrainer, GRPOTrainer, IPOTrainer, RewardTrainer, SFTTrainer  # noqa: E402
 
 from okapi_kit import OkapiError, TrainJob  # noqa: E402
 from okapi_kit.registry import Registry, create_component  # noqa: E402
@@ -96,7 +96,7 @@ def test_registered_with_documented_configs():
 
     reg = registry()
     expected = {"sft": ("sft", "policy"), "reward": ("ranking", "reward_model"), "dpo": ("preference", "policy"),
-                "grpo": ("prompts", "policy")}
+                "ipo": ("preference", "policy"), "grpo": ("prompts", "policy")}
     for name, (data, produces) in expected.items():
         cls = reg.get("trainer", name).cls
         assert (cls.data, cls.produces) == (data, produces)
@@ -107,6 +107,10 @@ def test_registered_with_documented_configs():
     assert DPOTrainer.Config(loss_type="ipo").loss_type == "ipo"
     with pytest.raises(ValueError):
         DPOTrainer.Config(loss_type="kto")
+    # ipo: dpo with the loss fixed to IPO's; beta is IPO's tau, TRL's default 0.1
+    assert (IPOTrainer.Config().loss_type, IPOTrainer.Config().beta) == ("ipo", 0.1)
+    with pytest.raises(ValueError):
+        IPOTrainer.Config(loss_type="sigmoid")
 
 
 def test_bad_records_are_user_errors(tmp_path, tiny):
@@ -219,6 +223,14 @@ def test_loss_type_and_beta_reach_trl(tmp_path, tiny, loss_type, beta, first_los
     trainer.train(job(tmp_path, tiny, preference_pairs(8)))
     [line] = read_metrics(tmp_path / "out" / "metrics.jsonl")
     assert line["loss"] == pytest.approx(first_loss, rel=1e-4)
+
+
+def test_the_ipo_trainer_reaches_trl_as_ipo(tmp_path, tiny):
+    """The ``ipo`` trainer with its defaults: the first loss is (0 - 1/(2 * 0.1))^2, as ``dpo`` with
+    ``loss_type: ipo`` and beta 0.1."""
+    IPOTrainer(IPOTrainer.Config(**FAST, max_steps=1)).train(job(tmp_path, tiny, preference_pairs(8)))
+    [line] = read_metrics(tmp_path / "out" / "metrics.jsonl")
+    assert line["loss"] == pytest.approx(25.0, rel=1e-4)
 
 
 # -- checkpoints --------------------------------------------------------------------------

@@ -31,12 +31,17 @@ def execute(data: dict[str, Any], *, source: str, base_dir: Path, run_dir: Path 
 
     Shared by ``run`` and the single-stage commands (``train``, ``translate``, ``rank``,
     ``evaluate``), which build their config data from their options.
+
+    Under ``accelerate launch`` every process calls this; only the main one prints (the
+    others are quiet) and keeps the run folder's books (see ``graph/processes.py``).
     """
     from ..config import validate_config
+    from ..graph.processes import is_main_process
     from ..pipeline import Pipeline
     from ..ui import UI, quiet_libraries
 
     quiet_libraries()
+    quiet = quiet or not is_main_process()
     cfg = validate_config(data, source)
     run_dir = (run_dir.expanduser() if run_dir else Path("runs") / cfg.name).resolve()
     check_run_dir(run_dir)

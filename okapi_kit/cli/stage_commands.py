@@ -87,6 +87,9 @@ def _lang_from_name(path: str) -> str | None:
               help="Evaluator(s) to run (repeatable; default: lm_eval).")
 @click.option("--prompts", "prompts", multiple=True, metavar="LANG=FILE",
               help="Held-out prompts for generation-based evaluators such as language_fidelity.")
+@click.option("--baseline", default=None, metavar="PATH_OR_ID",
+              help="The model that comparing evaluators (win_rate) compare every --model against; "
+                   "labelled `baseline`.")
 @click.option("--options", "options_file", type=click.Path(path_type=Path),
               help="YAML file with each evaluator's options, keyed by evaluator name.")
 @click.option("--name", default="evaluate", show_default=True, help="The run's name in the leaderboard.")
@@ -95,8 +98,8 @@ def _lang_from_name(path: str) -> str | None:
 @run_dir_option
 @fresh_option
 @quiet_option
-def evaluate_cmd(models, labels, languages, evaluators, prompts, options_file, name, overrides, db, run_dir,
-                 fresh, quiet) -> None:
+def evaluate_cmd(models, labels, languages, evaluators, prompts, baseline, options_file, name, overrides, db,
+                 run_dir, fresh, quiet) -> None:
     """Evaluate existing models (local folders or hub ids) with no training stage.
 
     \b
@@ -105,6 +108,8 @@ def evaluate_cmd(models, labels, languages, evaluators, prompts, options_file, n
           --options eval.yaml            # eval.yaml: {lm_eval: {data_dir: data/eval}}
       okapi-kit evaluate --model a --model b --label sft --label dpo --languages vi \\
           --evaluator language_fidelity --prompts vi=prompts_vi.jsonl
+      okapi-kit evaluate --model runs/demo/models/dpo --label dpo --baseline runs/demo/models/sft \\
+          --languages vi --evaluator win_rate --prompts vi=prompts_vi.jsonl --options judge.yaml
     """
     if labels and len(labels) != len(models):
         raise OkapiError(f"{len(labels)} --label for {len(models)} --model", hint="give one --label per --model")
@@ -136,13 +141,21 @@ def evaluate_cmd(models, labels, languages, evaluators, prompts, options_file, n
         eval_prompts[lang] = _cli_path(file, "--prompts")
     langs = _languages(languages, "--languages")
     _need_prompts(chosen, langs, eval_prompts)
+    supplied = {label: _cli_path(m, "--model", "model folder", folder=True) for label, m in zip(names, models)}
+    chosen_options = {e: dict(options.get(e) or {}) for e in chosen}
+    if baseline is not None:
+        if BASELINE in names:
+            raise OkapiError(f"--label {BASELINE} is taken by the --baseline model", where="--label",
+                             hint="give that --model another --label")
+        supplied[BASELINE] = _cli_path(baseline, "--baseline", "model folder", folder=True)
+        _name_baseline(chosen_options)
     data = {
         "name": name,
         "languages": langs,
-        "models": {label: _cli_path(m, "--model", "model folder", folder=True) for label, m in zip(names, models)},
+        "models": supplied,
         "data": {"eval_prompts": eval_prompts},
         "evaluation": {"models": names, "evaluators": [
-            {"name": e, "options": options.get(e) or {}} for e in chosen]},
+            {"name": e, "options": chosen_options[e]} for e in chosen]},
     }
     execute(_apply(data, overrides), source=_source("okapi-kit evaluate", options_file), base_dir=base_dir,
             run_dir=run_dir, db=db, fresh=fresh, quiet=quiet)
@@ -167,6 +180,33 @@ def _need_prompts(chosen: list[str], langs: list[str], eval_prompts: dict[str, s
                              hint=f"add --prompts {missing[0]}=FILE (instructions in that language, JSON or JSONL)")
 
 
+BASELINE = "baseline"  # the label of the --baseline model
+
+
+def _name_baseline(chosen_options: dict[str, dict[str, Any]]) -> None:
+    """Point the comparing evaluators (those with a ``baseline`` option) at the --baseline model."""
+    from ..plugins import registry
+
+    reg = registry()
+    comparing, unknown = [], False
+    for name, opts in chosen_options.items():
+        try:
+            cls = reg.get("evaluator", name).cls
+        except OkapiError:
+            unknown = True  # an unknown name is reported with the rest of the config
+            continue
+        if "baseline" not in cls.Config.model_fields:
+            continue
+        comparing.append(name)
+        given = opts.setdefault("baseline", BASELINE)
+        if given != BASELINE:
+            raise OkapiError(f"--baseline is given, but the options of {name!r} name the baseline {given!r}",
+                             where="--baseline", hint=f"drop one of them (--baseline is labelled {BASELINE!r})")
+    if not comparing and not unknown:
+        raise OkapiError("--baseline is given, but no chosen evaluator compares models against a baseline",
+                         where="--baseline", hint="add --evaluator win_rate, or leave --baseline out")
+
+
 def _default_label(model: str, i: int) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]", "-", Path(model.rstrip("/")).name).strip(".-") or f"model{i + 1}"
     return name if name not in ("base", "models", "records") else f"model{i + 1}"
@@ -183,7 +223,8 @@ def _default_label(model: str, i: int) -> str:
               help="Language of the data (default: from Okapi file names like r_vi.json, else en).")
 @click.option("--reward", default=None, metavar="SPEC",
               help="For online-RL trainers: a reward-model path or hub id, or a Python reward function "
-                   "module:function (or file.py:function), f(prompts, completions, **kwargs) -> list[float].")
+                   "module:function (or file.py:function), f(prompts, completions, **kwargs) -> list[float]. "
+                   "For copg_offline: scores the pairs in place of their chosen_reward/rejected_reward.")
 @options_option
 @set_option
 @fresh_option
@@ -196,6 +237,8 @@ def train_cmd(method, model, data_files, output, language, reward, options_file,
       okapi-kit train sft --model bigscience/bloom-560m --data vi.json --output runs/sft-vi
       okapi-kit train dpo --model runs/sft-vi/models/sft --data r_vi.json --output runs/dpo-vi \\
           --options dpo.yaml            # dpo.yaml: {beta: 0.1, max_steps: 200}
+      okapi-kit train copg_offline --model runs/sft-vi/models/sft --data pairs.jsonl --output runs/copg-vi
+                                        # pairs.jsonl: prompt, chosen, rejected, chosen_reward, rejected_reward
     """
     from ..plugins import registry
 
@@ -218,19 +261,22 @@ def train_cmd(method, model, data_files, output, language, reward, options_file,
     else:
         kind = "prompts" if cls.data == "prompts" else "rankings"
         align: dict[str, Any] = {"method": method, "trainer": trainer}
-        if cls.data == "prompts":
-            if reward is None:
-                raise OkapiError(f"trainer {method!r} learns from a reward", hint="give --reward PATH_OR_ID (a reward model) or --reward module:function")
+        if cls.data == "prompts" and reward is None:
+            raise OkapiError(f"trainer {method!r} learns from a reward", hint="give --reward PATH_OR_ID (a reward model) or --reward module:function")
+        if cls.data in ("prompts", "scored_pairs") and reward is not None:
             align["reward"] = _reward_source(reward)
         data.update(models={"sft": _cli_path(model, "--model", "model folder", folder=True)}, data={kind: {lang: files}},
                     alignment=[align])
         label = method
-    if reward is not None and cls.data != "prompts":
+    if reward is not None and cls.data not in ("prompts", "scored_pairs"):
         raise OkapiError(f"trainer {method!r} takes no reward", where="--reward")
     execute(_apply(data, overrides), source=_source(f"okapi-kit train {method}", options_file), base_dir=base_dir,
             run_dir=output,
             db=None, fresh=fresh, quiet=quiet, leaderboard=False)
-    click.echo(f"model: {output.expanduser().resolve() / 'models' / label}")
+    from ..graph.processes import is_main_process
+
+    if is_main_process():  # under accelerate launch, one answer
+        click.echo(f"model: {output.expanduser().resolve() / 'models' / label}")
 
 
 def _reward_source(spec: str) -> dict[str, Any]:
@@ -276,8 +322,11 @@ def translate_cmd(input_path, targets, translator, source_language, output, opti
     execute(_apply(data, overrides), source=_source("okapi-kit translate", options_file), base_dir=base_dir,
             run_dir=output, db=None,
             fresh=fresh, quiet=quiet, leaderboard=False)
-    for lang in langs:
-        click.echo(f"{lang}: {output.expanduser().resolve() / 'records' / 'translations' / f'{lang}.jsonl'}")
+    from ..graph.processes import is_main_process
+
+    if is_main_process():  # under accelerate launch, one answer
+        for lang in langs:
+            click.echo(f"{lang}: {output.expanduser().resolve() / 'records' / 'translations' / f'{lang}.jsonl'}")
 
 
 @click.command("rank")
@@ -306,4 +355,7 @@ def rank_cmd(input_path, ranker, language, output, options_file, overrides, fres
     execute(_apply(data, overrides), source=_source("okapi-kit rank", options_file), base_dir=base_dir,
             run_dir=output, db=None,
             fresh=fresh, quiet=quiet, leaderboard=False)
-    click.echo(f"{lang}: {output.expanduser().resolve() / 'records' / 'rankings' / f'{lang}.jsonl'}")
+    from ..graph.processes import is_main_process
+
+    if is_main_process():  # under accelerate launch, one answer
+        click.echo(f"{lang}: {output.expanduser().resolve() / 'records' / 'rankings' / f'{lang}.jsonl'}")

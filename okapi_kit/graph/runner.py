@@ -1,5 +1,9 @@
 """The runner: one process per run folder (a lock), the manifest, skipping finished units,
-resuming interrupted ones, observer hooks, and tidying superseded scratch files."""
+resuming interrupted ones, observer hooks, and tidying superseded scratch files.
+
+Under ``accelerate launch`` all of that is the main process's; the others only join it for
+the training units (the rules are in :mod:`okapi_kit.graph.processes`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any
 
 from ..errors import OkapiError
 from ..records import RunInfo, atomic_write_text
+from . import processes
 from .fingerprint import ContentHasher, canonical, digest
 from .planner import Plan
 from .unit import Unit, UnitRun
@@ -135,6 +140,17 @@ class Runner:
         self.fingerprints: dict[str, str] = {}
 
     def run(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        here = processes.launch()
+        if not here.main:
+            self._follow(here)
+            return self.summary
+        leader = processes.Leader(here)
+        with leader.stop_on_error():
+            self._lead(leader, fresh)
+        leader.end()
+        return self.summary
+
+    def _lead(self, leader: processes.Leader, fresh: bool) -> None:
         layout = self.plan.layout
         run_dir = layout.run_dir
         if fresh and run_dir.exists() and any(p.name != layout.lock.name for p in run_dir.iterdir()) \
@@ -153,12 +169,18 @@ class Runner:
                            languages=list(self.plan.cfg.languages))
             try:
                 for unit in self.plan.units:
-                    self._one(unit, manifest, info)
+                    self._one(unit, manifest, info, leader)
             finally:
                 self.plan.hasher.save()
-        return self.summary
 
-    def _one(self, unit: Unit, manifest: Manifest, info: RunInfo) -> None:
+    def _follow(self, here: processes.Launch) -> None:
+        """A process other than the main one: run the training units the main process starts."""
+        units = {u.key: u for u in self.plan.units}
+        for key, fp in processes.follow(here):
+            with processes.together(key):
+                units[key].run(UnitRun(units[key], fp, self.plan))
+
+    def _one(self, unit: Unit, manifest: Manifest, info: RunInfo, leader: processes.Leader) -> None:
         fp = self.fingerprints[unit.key] = fingerprint(self.plan, unit, self.fingerprints)
         entry = manifest.units.get(unit.key, {})
         outputs = [self.plan.outputs[unit.key][a].path for a in unit.produces]
@@ -177,7 +199,8 @@ class Runner:
         self.ui.log(f"[bold cyan]>[/] {unit.key}")
         t0 = time.perf_counter()
         try:
-            result = unit.run(UnitRun(unit, fp, self.plan)) or {}
+            with leader.running(unit, fp):
+                result = unit.run(UnitRun(unit, fp, self.plan)) or {}
         except BaseException as exc:
             seconds = time.perf_counter() - t0
             message = exc.render() if isinstance(exc, OkapiError) else f"{type(exc).__name__}: {exc}"

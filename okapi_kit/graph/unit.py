@@ -33,6 +33,8 @@ class Unit:
     run: Callable[[UnitRun], dict[str, Any] | None]
     files: list[Path] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    # Runs on every process of a multi-process launch (it trains); see graph/processes.py.
+    distributed: bool = False
 
 
 @dataclass

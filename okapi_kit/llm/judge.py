@@ -234,9 +234,9 @@ def instruction_of(prompt: str) -> str:
     return f"{instruction}\n\n[Input]\n{given}" if given else instruction
 
 
-def parse_verdict(text: str, labels: list[str], max_score: int) -> dict[str, float]:
-    """Scores by label from a verdict that is one JSON object (a fenced block is accepted);
-    raises VerdictError saying what is wrong."""
+def json_object(text: str) -> dict[str, Any]:
+    """The one JSON object a judge's reply holds (a fenced block is accepted); raises
+    VerdictError saying what is wrong."""
     body = text.strip()
     m = _FENCE.match(body)
     if m:
@@ -247,6 +247,13 @@ def parse_verdict(text: str, labels: list[str], max_score: int) -> dict[str, flo
         raise VerdictError("it is not a JSON object alone (no text may come before or after it)") from None
     if not isinstance(data, dict):
         raise VerdictError(f"it is JSON, but a {type(data).__name__}, not an object")
+    return data
+
+
+def parse_verdict(text: str, labels: list[str], max_score: int) -> dict[str, float]:
+    """Scores by label from a verdict that is one JSON object (a fenced block is accepted);
+    raises VerdictError saying what is wrong."""
+    data = json_object(text)
     missing = [label for label in labels if label not in data]
     extra = [key for key in data if key not in labels]
     if missing or extra:

@@ -3,9 +3,11 @@
 lm-eval writes ``results_<date>.json`` (top-level keys ``results``, ``groups``,
 ``group_subtasks``, ``configs``, ``versions``, ``n-shot``, ``higher_is_better``, ``n-samples``,
 ``config``, ...; metrics as ``acc,none`` and ``acc_stderr,none``) and, with ``--log_samples``,
-``samples_<task>_<date>.jsonl`` beside it: one line per document with ``doc_id`` and the
-document's metric values. Those become per-item values (one per document; repeated lines of one
-document are averaged, as they are not independent).
+``samples_<task>_<date>.jsonl`` beside it: one line per document with ``doc_id``, the document
+and its metric values. Those become per-item values (one per document; repeated lines of one
+document are averaged, as they are not independent), keyed by the document's own ``id`` when
+every document has a distinct one, else by ``doc_id``: as okapi-kit's lm_eval evaluator keys
+them (``lm_eval_items``), so imported and pipeline results of the same items pair up.
 
 The language comes from the task name: ``arc_vi``, ``m_mmlu_vi``, ``global_mmlu_full_vi``,
 ``xcopa_vi``, ``mgsm_direct_bn``, ``belebele_vie_Latn``, ``include_base_44_vietnamese``; the task
@@ -25,6 +27,7 @@ from typing import Any
 from ..errors import OkapiError
 from ..languages import LANGUAGES
 from ..leaderboard import ResultRow
+from .lm_eval_items import item_values
 
 # ISO 639-3 (as in FLORES / Belebele names like vie_Latn) -> the codes okapi-kit uses
 ISO3 = {
@@ -210,45 +213,36 @@ def _items(task: str, data: dict, inline: dict, samples: dict[str, Path], folder
            date: str | None) -> dict[tuple[str, str], dict[str, float]]:
     """Per-item values by (metric, filter) for ``task``: from the file's own ``samples``, a
     samples file given on the command line or one beside the results file (lm-eval's
-    ``samples_<task>_<date>.jsonl`` or okapi-kit's ``lm_eval_samples_<task>.jsonl``). A group's
-    items are its subtasks' (ids prefixed with the subtask's name)."""
-    subs = (data.get("group_subtasks") or {}).get(task)
-    if subs:
-        merged: dict[tuple[str, str], dict[str, float]] = {}
-        for sub in subs:
-            for key, items in _items(sub, data, inline, samples, folder, date).items():
-                merged.setdefault(key, {}).update({f"{sub}/{i}": v for i, v in items.items()})
-        return merged
-    lines: list[dict] = []
-    if isinstance(inline.get(task), list):
-        lines = inline[task]
-    else:
-        # lm-eval's name for the samples file, or okapi-kit's evaluator's (lm_eval_samples_<task>.jsonl)
-        candidates = [samples.get(task), folder / f"samples_{task}_{date}.jsonl" if date else None,
-                      folder / f"lm_eval_samples_{task}.jsonl"]
-        path = next((c for c in candidates if c is not None and c.is_file()), None)
-        if path is None:
-            return {}
-        for i, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if text.strip():
-                try:
-                    lines.append(json.loads(text))
-                except json.JSONDecodeError as exc:
-                    raise OkapiError(f"invalid JSON: {exc.msg}", where=f"{path}:{i}",
-                                     hint="pass lm-eval's samples file as written") from exc
+    ``samples_<task>_<date>.jsonl`` or okapi-kit's ``lm_eval_samples_<task>.jsonl``), keyed as
+    okapi-kit's lm_eval evaluator keys them (``lm_eval_items``). A group's items are its leaf
+    tasks', each key prefixed with its leaf's name."""
     # the task's metric names, as its results name them (a samples line also holds doc ids, targets)
     names = {key.partition(",")[0] for key in (data["results"].get(task) or {})} - {"alias"}
-    sums: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for line in lines:
-        if not isinstance(line, dict) or "doc_id" not in line:
-            continue
-        filt = str(line.get("filter", "none"))
-        for metric in names:
-            value = line.get(metric)
-            if isinstance(value, bool):
-                value = float(value)
-            if _number(value):
-                acc = sums.setdefault((metric, filt), {}).setdefault(str(line["doc_id"]), [0.0, 0])
-                acc[0] += value
-                acc[1] += 1
-    return {key: {i: s / k for i, (s, k) in docs.items()} for key, docs in sums.items()}
+    leaves = _leaves(data, task)
+    merged: dict[tuple[str, str], dict[str, float]] = {}
+    for leaf in leaves:
+        values = item_values(_sample_lines(leaf, inline, samples, folder, date), names)
+        for key, items in values.items():
+            merged.setdefault(key, {}).update({f"{leaf}/{i}" if len(leaves) > 1 else i: v for i, v in items.items()})
+    return merged
+
+
+def _sample_lines(task: str, inline: dict, samples: dict[str, Path], folder: Path, date: str | None) -> list[Any]:
+    """The samples lines of one task, wherever they are; none when there are none."""
+    if isinstance(inline.get(task), list):
+        return inline[task]
+    # lm-eval's name for the samples file, or okapi-kit's evaluator's (lm_eval_samples_<task>.jsonl)
+    candidates = [samples.get(task), folder / f"samples_{task}_{date}.jsonl" if date else None,
+                  folder / f"lm_eval_samples_{task}.jsonl"]
+    path = next((c for c in candidates if c is not None and c.is_file()), None)
+    if path is None:
+        return []
+    lines = []
+    for i, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if text.strip():
+            try:
+                lines.append(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise OkapiError(f"invalid JSON: {exc.msg}", where=f"{path}:{i}",
+                                 hint="pass lm-eval's samples file as written") from exc
+    return lines

@@ -60,3 +60,8 @@ def build_plan(cfg: PipelineConfig, *, base_dir: Path, run_dir: Path, registry: 
     if cfg.evaluation.evaluators and not cfg.evaluation.models:
         p.problem("evaluation lists evaluators but no models", where="evaluation.models")
     return p.check()
+
+
+def plugin_stages(p: Plan) -> list[Any]:
+    """The plugin stages of a checked plan, in the order of ``stages:``."""
+    return [p.get_component(f"stages[{i}]") for i in range(len(p.cfg.stages))]

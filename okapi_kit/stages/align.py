@@ -1,4 +1,5 @@
-"""Alignment of the SFT model: preference methods (DPO, IPO) on rankings, online RL on prompts."""
+"""Alignment of the SFT model: preference methods (DPO, IPO) on rankings, online RL on prompts,
+offline RL (``copg_offline``) on scored pairs of the rankings."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from ..components import Trainer
 from ..errors import OkapiError
 from ..graph import Model, Plan, Records, Unit, UnitRun, check_name
 from ..records import Instruction, read_jsonl
+from . import scored_pairs as scored
 from .common import component_reads, prompt_formatter, train_model
 from .reward_model import preference_pairs, rankings_of, reformatter
 
 NAME, VERSION = "align", 2
+REWARDED = ("prompts", "scored_pairs")  # trainers whose data a reward scores
 
 
 def plan(p: Plan) -> None:
@@ -36,13 +39,13 @@ def plan(p: Plan) -> None:
             continue
         reads, files = component_reads(p, f"{where}.trainer")
         reward_reads: dict[str, Any] | None = None
-        if trainer.data == "prompts" and a.reward is not None and a.reward.name is not None:
+        if trainer.data in REWARDED and a.reward is not None and a.reward.name is not None:
             if p.component("reward_source", a.reward, f"{where}.reward") is None:
                 p.not_planned(*unplanned)
                 continue
             reward_reads, reward_files = component_reads(p, f"{where}.reward")
             files = files + reward_files
-        elif trainer.data == "prompts" and a.reward is not None:
+        elif trainer.data in REWARDED and a.reward is not None:
             reward_reads = _plan_transfer(p, a, where)
             if reward_reads is None:
                 p.not_planned(*unplanned)
@@ -53,8 +56,14 @@ def plan(p: Plan) -> None:
                 continue  # supplied under models:
             langs = p.langs_of(scope)
             consumes: list[Any] = [Model("sft", scope)]
-            if trainer.data in ("preference", "ranking"):
+            if trainer.data in ("preference", "ranking", "scored_pairs"):
                 consumes += [Records("rankings", lang) for lang in langs]
+                if trainer.data == "scored_pairs":
+                    extra = _pair_reward(p, a, scope, langs)
+                    if extra is False:
+                        p.not_planned(Model(a.method, scope))
+                        continue
+                    consumes += [extra] if extra is not None else []
             elif trainer.data == "prompts":
                 consumes += [Records("prompts", lang) if p.has(Records("prompts", lang))
                              else Records("translations", lang) for lang in langs]
@@ -80,6 +89,8 @@ def _run(run: UnitRun, i: int, scope: str | None, langs: list[str]) -> dict[str,
     reward = None
     if trainer.data == "preference":
         records = preference_pairs(rankings_of(run, langs), a.pairs, reformatter(run, sft))
+    elif trainer.data == "scored_pairs":
+        records = _scored_records(run, i, scope, langs, sft)
     elif trainer.data == "ranking":
         prompt = reformatter(run, sft)
         records = [{"prompt": prompt(r), "responses": r.ranked()} for r in rankings_of(run, langs)]
@@ -89,25 +100,94 @@ def _run(run: UnitRun, i: int, scope: str | None, langs: list[str]) -> dict[str,
                 for r in read_jsonl(run.path(art), Instruction)]
         if trainer.data == "prompts":
             records = [{"prompt": fmt(r.instruction, r.input), "language": r.lang} for r in rows]
-            if a.reward is not None and a.reward.name is not None:
-                reward = plan.get_component(f"{where}.reward")
-            else:
-                from ..registry import create_component
-
-                rm = Model("rm", scope) if a.reward is None else _reward_model(plan, a)
-                reward = create_component(plan.registry, "reward_source", "reward_model",
-                                          {"path": run.model(rm)}, where=f"{where}.reward")
-                if a.reward is not None:
-                    from ..transfer import TransferredReward
-
-                    reward = TransferredReward(reward, plan.get_component(f"{where}.reward.transfer"),
-                                               a.reward.from_ or a.reward.language or plan.cfg.source_language)
+            reward = _reward_source(run, i, scope)
         else:
             records = [{"prompt": fmt(r.instruction, r.input), "completion": r.output} for r in rows
                        if r.output.strip()]
     return train_model(run, trainer, model=sft, records=records, languages=langs, ui=plan.ui,
                        reference_model=sft, reward=reward)
 
+
+def _reward_source(run: UnitRun, i: int, scope: str | None) -> Any:
+    """The reward an alignment's ``reward:`` names; without one, the run's reward model when this
+    unit reads it (None when it does not)."""
+    plan = run.plan
+    a = plan.cfg.alignment[i]
+    where = f"alignment[{i}]"
+    if a.reward is not None and a.reward.name is not None:
+        return plan.get_component(f"{where}.reward")
+    rm = Model("rm", scope) if a.reward is None else _reward_model(plan, a)
+    if rm not in run.unit.consumes:
+        return None
+    from ..registry import create_component
+
+    reward = create_component(plan.registry, "reward_source", "reward_model", {"path": run.model(rm)},
+                              where=f"{where}.reward")
+    if a.reward is not None:
+        from ..transfer import TransferredReward
+
+        reward = TransferredReward(reward, plan.get_component(f"{where}.reward.transfer"),
+                                   a.reward.from_ or a.reward.language or plan.cfg.source_language)
+    return reward
+
+
+def _pair_reward(p: Plan, a: Any, scope: str | None, langs: list[str]) -> Any:
+    """What else a ``scored_pairs`` unit reads to score its pairs: the RM that ``reward: {from | path}``
+    names; without ``reward:``, the run's RM when some ranking may lack scores. None for nothing
+    more; False after reporting supplied rankings without scores that nothing could score."""
+    if a.reward is not None:
+        return _reward_model(p, a) if a.reward.name is None else None
+    found = {lang: _unscored_supplied(p, lang) for lang in langs}
+    if all(v == "" for v in found.values()):  # supplied, every record with its rewards
+        return None
+    if p.has(Model("rm", scope)):
+        return Model("rm", scope)
+    bad = [v for v in found.values() if v]
+    for at in bad:
+        p.problems.append(OkapiError(
+            f"this record has no rewards, but trainer {a.trainer.name!r} learns from a reward per response",
+            where=at, hint=scored.UNSCORED_HINT))
+    return False if bad else None
+
+
+def _unscored_supplied(p: Plan, lang: str) -> str | None:
+    """For ``data.rankings.<lang>``: where (file:line) its first record without rewards is, or ""
+    when every record has them. None for rankings this run makes (known only once ranked: their
+    check is at run time) or a file the supplied stage could not read (it reports that)."""
+    from ..readers import read_rows
+
+    if p.produced_by(Records("rankings", lang)) != f"supplied/rankings/{lang}":
+        return None
+    given = p.cfg.data.rankings[lang]
+    for source in [given] if isinstance(given, str) else given:
+        path = p.resolve_path(source)
+        try:
+            rows = read_rows(path if path.exists() else source, fmt=p.cfg.data.format, split=p.cfg.data.split)
+        except OkapiError:
+            return None
+        for row_where, obj in rows:
+            if isinstance(obj, dict) and not scored.has_rewards(obj):
+                return row_where
+    return ""
+
+
+def _scored_records(run: UnitRun, i: int, scope: str | None, langs: list[str], sft: str) -> list[dict[str, Any]]:
+    """The scored pairs of the rankings: rewarded by the alignment's ``reward:`` if set, else by the
+    rankings' own scores, else by the run's reward model."""
+    a = run.plan.cfg.alignment[i]
+    rankings = rankings_of(run, langs)
+    prompt = reformatter(run, sft)
+    rewards = None if a.reward is not None else scored.own_scores(rankings, run.unit.key)
+    if rewards is None:
+        reward = _reward_source(run, i, scope)
+        if reward is None:
+            first = next(r for r in rankings if r.scores is None)
+            raise OkapiError(f"ranking {first.id!r} ({first.lang}) has no per-response scores, and trainer "
+                             f"{a.trainer.name!r} learns from a reward per response", where=run.unit.key,
+                             hint=scored.UNSCORED_HINT)
+        rewards = scored.scored_by(reward, rankings, prompt, run.unit.key)
+        del reward  # a reward model loaded here is freed before the policy trains
+    return scored.scored_pairs(rankings, rewards, a.pairs, prompt)
 
 
 def _reward_model(p: Plan, a: Any) -> Model:

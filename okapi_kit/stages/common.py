@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from ..components import Trainer, TrainJob
+from ..components import Component, Trainer, TrainJob
 from ..errors import OkapiError
 from ..graph import Plan, UnitRun
 from ..prompts import PromptFormatter
@@ -22,13 +22,37 @@ def component_reads(plan: Plan, where: str) -> tuple[dict[str, Any], list[Path]]
 
     A file option enters the fingerprint by its content, not its path (moving a data folder
     re-runs nothing; editing a file re-runs what reads it). Secret options enter as a mask.
+    See :func:`component_inputs` for components nested in the options.
     """
-    comp = plan.get_component(where)
+    return component_inputs(plan.get_component(where))
+
+
+def component_inputs(comp: Component) -> tuple[dict[str, Any], list[Path]]:
+    """:func:`component_reads` of a component instance.
+
+    A component that holds other components (a transfer method its translator, an evaluator its
+    reward source), created when its options are validated and kept in an option or a private
+    attribute, reads what they read: their files (path options and ``input_files()``) count as
+    its own, and a nested component in an option enters the reads by its validated options.
+    """
     files: list[Path] = []
 
+    def nested(value: Component) -> dict[str, Any]:
+        reads, more = component_inputs(value)
+        files.extend(more)
+        return reads
+
     def walk(value: Any) -> Any:
+        if isinstance(value, Component):
+            return nested(value)
         if isinstance(value, BaseModel):
-            return {k: walk(getattr(value, k)) for k, f in type(value).model_fields.items() if _in_fingerprint(f)}
+            out = {k: walk(getattr(value, k)) for k, f in type(value).model_fields.items() if _in_fingerprint(f)}
+            # the options as written are already above; only the files of privately kept
+            # components are added, so configs without nested components keep their fingerprints
+            for private in (getattr(value, "__pydantic_private__", None) or {}).values():
+                if isinstance(private, Component):
+                    nested(private)
+            return out
         if isinstance(value, Path):
             files.append(value)
             return "<file>"
@@ -81,7 +105,9 @@ def chunk_size(component: Any) -> int:
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished folder into place; a stale one from an older fingerprint goes first."""
+    """Move a finished folder into place; a stale one from an older fingerprint goes first.
+
+    Under ``accelerate launch``, only the main process calls this (see ``train_model``)."""
     if final.exists():
         shutil.rmtree(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -91,20 +117,31 @@ def replace_dir(tmp: Path, final: Path) -> None:
 def train_model(run: UnitRun, trainer: Trainer, *, model: str, records: list[dict[str, Any]],
                 languages: list[str], ui: Any, reference_model: str | None = None,
                 reward: Any = None) -> dict[str, Any]:
-    """Train into a hidden ``.partial`` folder beside the target, then move it into place."""
+    """Train into a hidden ``.partial`` folder beside the target, then move it into place.
+
+    Under ``accelerate launch`` every process trains; the main process alone prepares the
+    folders and moves the model into place, each time once every process is ready."""
+    from ..graph import processes
+
+    processes.check_together(run.unit.key)
+    main = processes.is_main_process()
     final = run.path(run.unit.produces[0])
     tmp = final.with_name(f".{final.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     cfg = run.plan.cfg
     job = TrainJob(model=model, output_dir=tmp, work_dir=run.work_dir, records=records, seed=cfg.seed,
                    languages=languages, trust_remote_code=cfg.trust_remote_code,
                    reference_model=reference_model, reward=reward)
-    job.work_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        job.work_dir.mkdir(parents=True, exist_ok=True)
+    processes.wait_for_everyone()  # no process reads the work folder before it is ready
     with ui.progress(f"{run.unit.key} ({trainer.name})", None) as update:
         job.progress = update
         result = trainer.train(job)
-    replace_dir(tmp, final)
-    shutil.rmtree(job.work_dir, ignore_errors=True)  # checkpoints are not needed once the model is in place
+    processes.wait_for_everyone()  # no process still uses the partial or work folder
+    if main:
+        replace_dir(tmp, final)
+        shutil.rmtree(job.work_dir, ignore_errors=True)  # checkpoints are not needed once the model is in place
     return {"records": len(records), **{k: round(v, 6) for k, v in result.metrics.items()
                                         if isinstance(v, int | float)}}
 

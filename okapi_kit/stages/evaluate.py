@@ -11,7 +11,7 @@ from ..errors import OkapiError
 from ..graph import Model, Plan, Records, Scores, Unit, UnitRun, check_name
 from ..leaderboard import ResultRow, check_row
 from ..records import SampleSet, atomic_write_text, read_jsonl
-from .common import component_reads
+from .common import component_reads, report_failures, usage_of
 from .generate import model_of
 
 NAME, VERSION = "evaluate", 2
@@ -31,6 +31,14 @@ def plan(p: Plan) -> None:
         if evaluator is None:
             continue
         reads, files = component_reads(p, where)
+        # a comparing evaluator (a win rate) reads its baseline's responses too, and scores
+        # every model but the baseline itself
+        baseline = evaluator.baseline_label() if evaluator.uses_generations else None
+        if baseline is not None and ev.models and set(ev.models) <= {baseline}:
+            p.problem(f"evaluator {choice.key!r} compares models against {baseline!r}, but evaluation.models "
+                      "lists no other model", where="evaluation.models",
+                      hint=f"list the models to compare with {baseline!r}")
+            continue
         for lang in p.cfg.languages:
             try:
                 evaluator.check(lang)
@@ -42,9 +50,13 @@ def plan(p: Plan) -> None:
             run_rm = evaluator.target_kind == "reward_model" and p.has(Model("rm", p.scope(lang)))
             labels = ["rm"] if run_rm else ev.models
             for label in labels:
+                if label == baseline:
+                    continue
                 consumes: list[Any] = [model_of(p, label, lang)]
                 if evaluator.uses_generations:
                     consumes += [Records("eval_prompts", lang), Records("generations", lang, label)]
+                if baseline is not None:
+                    consumes.append(Records("generations", lang, baseline))
                 if evaluator.uses_reward_model:
                     consumes.append(Model("rm", p.scope(lang)))
                 p.add(Unit(f"evaluate/{choice.key}/{label}/{lang}", NAME, VERSION,
@@ -59,17 +71,25 @@ def _run(run: UnitRun, where: str, label: str, lang: str) -> dict[str, Any]:
     evaluator = plan.get_component(where)
     model = run.model(model_of(plan, label, lang))
     prompts: list[str] = []
-    responses = None
+    responses = baseline_responses = None
+    baseline = evaluator.baseline_label() if evaluator.uses_generations else None
     if evaluator.uses_generations:
         gens = read_jsonl(run.path(Records("generations", lang, label)), SampleSet)
         prompts, responses = [g.prompt for g in gens], [g.responses for g in gens]
+        if baseline is not None:
+            baseline_responses = _baseline_responses(run, gens, baseline, lang)
     work_dir = run.work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     reward_model = run.model(Model("rm", plan.scope(lang))) if evaluator.uses_reward_model else None
     target = EvalTarget(model=model, label=label, language=lang, work_dir=work_dir, prompts=prompts,
                         responses=responses, reward_model=reward_model, seed=plan.cfg.seed,
-                        trust_remote_code=plan.cfg.trust_remote_code)
-    scores = [dict(s.__dict__, evaluator=evaluator.name) for s in evaluator.evaluate(target)]
+                        trust_remote_code=plan.cfg.trust_remote_code, baseline=baseline,
+                        baseline_responses=baseline_responses)
+    results = evaluator.evaluate(target)
+    # items the evaluator could not score (a judge's failed requests): the unit fails with
+    # their reasons; what was answered stays in the request cache, so a rerun asks only these
+    report_failures(run, target.failures, f"item(s) of {evaluator.name!r} on {label}/{lang}")
+    scores = [dict(s.__dict__, evaluator=evaluator.name) for s in results]
     for s in scores:  # a NaN fails this unit now, not the results store after the whole run
         check_row(ResultRow(run=plan.cfg.name, model=model, method=label, language=lang, task=s["task"],
                             metric=s["metric"], value=float(s["value"]), stderr=s.get("stderr"),
@@ -77,7 +97,18 @@ def _run(run: UnitRun, where: str, label: str, lang: str) -> dict[str, Any]:
     out = run.path(run.unit.produces[0])
     atomic_write_text(out, json.dumps({"model": model, "label": label, "language": lang, "scores": scores},
                                       indent=2, ensure_ascii=False))
-    return {"scores": len(scores)}
+    return {"scores": len(scores), **usage_of(evaluator)}
+
+
+def _baseline_responses(run: UnitRun, gens: list[SampleSet], baseline: str, lang: str) -> list[list[str]]:
+    """The baseline's responses in the order of the model's prompts, matched by prompt id."""
+    by_id = {g.id: g.responses for g in read_jsonl(run.path(Records("generations", lang, baseline)), SampleSet)}
+    missing = [g.id for g in gens if g.id not in by_id]
+    if missing:
+        raise OkapiError(f"the baseline {baseline!r} has no responses to {len(missing)} of the prompts, "
+                         f"e.g. {missing[0]!r}", where=run.unit.key,
+                         hint="both are made from the same evaluation prompts; rerun to make them again")
+    return [by_id[g.id] for g in gens]
 
 
 def result_rows(plan: Plan) -> list[ResultRow]:

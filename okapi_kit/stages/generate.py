@@ -22,13 +22,20 @@ def model_of(p: Plan, label: str, lang: str) -> Model:
 
 def plan(p: Plan) -> None:
     ev = p.cfg.evaluation
-    users = [e for i, e in enumerate(ev.evaluators)
-             if (c := p.component("evaluator", e, f"evaluation.evaluators[{i}]")) is not None and c.uses_generations]
+    users, baselines = [], {}  # baselines: label -> the config key of the first evaluator naming it
+    for i, e in enumerate(ev.evaluators):
+        c = p.component("evaluator", e, f"evaluation.evaluators[{i}]")
+        if c is None or not c.uses_generations:
+            continue
+        users.append(e)
+        if (b := c.baseline_label()) is not None:
+            baselines.setdefault(b, (f"evaluation.evaluators[{i}]", e.key))
     if not users or not ev.models:
         return
+    labels = list(ev.models) + _baselines(p, baselines)
     where = sampler_where(p)
     if p.component("sampler", ev.sampler or p.cfg.sampling.sampler, where) is None:
-        p.not_planned(*[Records("generations", lang, label) for lang in p.cfg.languages for label in ev.models])
+        p.not_planned(*[Records("generations", lang, label) for lang in p.cfg.languages for label in labels])
         return
     reads, files = component_reads(p, where)
     holdout = p.cfg.instructions.holdout if p.cfg.instructions else 0
@@ -38,15 +45,35 @@ def plan(p: Plan) -> None:
             p.problem(f"evaluator {users[0].key!r} needs held-out prompts in {lang!r}, but "
                       "instructions.holdout is 0", where="instructions.holdout",
                       hint=f"hold some instructions out, or supply data.eval_prompts.{lang}")
-            p.not_planned(*[Records("generations", lang, label) for label in ev.models])
+            p.not_planned(*[Records("generations", lang, label) for label in labels])
             continue
-        for label in ev.models:
+        for label in labels:
             p.add(Unit(f"generate/{label}/{lang}", NAME, VERSION,
                        reads={"sampler": reads, "samples_per_prompt": ev.samples_per_prompt, "seed": p.cfg.seed,
                               "prompt_template": p.cfg.prompt_template},
                        consumes=[model_of(p, label, lang), prompts],
                        produces=[Records("generations", lang, label)], files=files,
                        run=lambda run, label=label, lang=lang: _run(run, label, lang)))
+
+
+def _baselines(p: Plan, baselines: dict[str, tuple[str, str]]) -> list[str]:
+    """The baselines of comparing evaluators that ``evaluation.models`` does not list: their
+    responses are made too (they are compared against, not scored). An unknown label is a problem."""
+    extra = []
+    for label, (where, key) in baselines.items():
+        if label in p.cfg.evaluation.models:
+            continue
+        if all(p.has(model_of(p, label, lang)) for lang in p.cfg.languages):
+            extra.append(label)
+            continue
+        candidates = ["base", "sft", *(a.method for a in p.cfg.alignment), *p.cfg.models]
+        known = [c for c in dict.fromkeys(candidates) if p.has(model_of(p, c, p.cfg.languages[0]))]
+        p.problem(f"evaluator {key!r} compares the models against {label!r} (its baseline), but no "
+                  f"model has that label", where=where,
+                  hint=f"name one of the run's models ({', '.join(known) or 'none'}), or give it "
+                       f"under models.{label}")
+        p.not_planned(*[Records("generations", lang, label) for lang in p.cfg.languages])
+    return extra
 
 
 def _run(run: UnitRun, label: str, lang: str) -> dict[str, Any]:

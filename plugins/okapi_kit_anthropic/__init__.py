@@ -1,4 +1,5 @@
-"""First-party plugin: translator, ranker (LLM judge) and instruction generator on Claude,
+"""First-party plugin: translator, ranker (LLM judge), instruction generator and chat
+model (a judge other components name) on Claude,
 through the official ``anthropic`` client and the Messages API.
 
 The key comes from the environment variable named by ``api_key_env`` (default
@@ -10,9 +11,14 @@ from __future__ import annotations
 from okapi_kit import hookimpl
 
 from .chat import AnthropicChat, AnthropicOptions
-from .components import AnthropicGenerator, AnthropicJudgeRanker, AnthropicTranslator
+from .components import (
+    AnthropicChatProvider,
+    AnthropicGenerator,
+    AnthropicJudgeRanker,
+    AnthropicTranslator,
+)
 
-__all__ = ["AnthropicChat", "AnthropicGenerator", "AnthropicJudgeRanker", "AnthropicOptions", "AnthropicTranslator"]
+__all__ = ["AnthropicChat", "AnthropicChatProvider", "AnthropicGenerator", "AnthropicJudgeRanker", "AnthropicOptions", "AnthropicTranslator"]
 
 
 @hookimpl
@@ -28,3 +34,8 @@ def okapi_register_rankers(register):
 @hookimpl
 def okapi_register_generators(register):
     register(AnthropicGenerator)
+
+
+@hookimpl
+def okapi_register_chat_models(register):
+    register(AnthropicChatProvider)

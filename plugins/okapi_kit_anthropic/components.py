@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from okapi_kit import ChatProvider
 from okapi_kit.llm.judge import JudgeOptions, LLMJudgeRanker
 from okapi_kit.llm.self_instruct import SelfInstructGenerator, SelfInstructOptions
 from okapi_kit.llm.translate import LLMTranslator, LLMTranslatorOptions
@@ -52,6 +53,16 @@ class AnthropicGenerator(SelfInstructGenerator):
 
     name = "anthropic"
     Config = AnthropicGeneratorConfig
+
+    def chat_model(self) -> AnthropicChat:
+        return AnthropicChat(self.config)
+
+
+class AnthropicChatProvider(ChatProvider):
+    """A Claude model (Anthropic Messages API), named by another component's options (a judge)."""
+
+    name = "anthropic"
+    Config = AnthropicOptions
 
     def chat_model(self) -> AnthropicChat:
         return AnthropicChat(self.config)

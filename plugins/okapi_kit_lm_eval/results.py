@@ -3,8 +3,10 @@
 One Score per task (or group) and metric; the metric keeps lm-eval's filter when it is
 not ``none`` (``exact_match,flexible-extract``). ``items`` holds each item's value
 (1.0 / 0.0 for a multiple-choice item), keyed by the document's ``id`` field when every
-document has a distinct one, else by its index in the scored split; a group's items
-are ``<task>/<id>`` over its tasks. The protocol string says what was run::
+document has a distinct one, else by its index in the scored split (``doc_id``), by the
+same rule as ``okapi-kit leaderboard import`` (``okapi_kit.report.lm_eval_items``), so that
+imported and pipeline results pair up; a group's items are ``<task>/<id>`` over its tasks.
+The protocol string says what was run::
 
     okapi; arc_vi; 25-shot from train; lm-eval 0.4.13
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from okapi_kit import Score
+from okapi_kit.report.lm_eval_items import item_values
 
 from .prepare import RunPlan
 
@@ -37,25 +40,16 @@ def _leaves(name: str, results: dict[str, Any]) -> list[str]:
     return [leaf for child in subtasks[name] for leaf in _leaves(child, results)]
 
 
-def _item_ids(rows: list[dict[str, Any]]) -> list[str]:
-    ids = [row.get("doc", {}).get("id") for row in rows]
-    if all(i is not None and not isinstance(i, (dict, list)) for i in ids) and len(set(map(str, ids))) == len(ids):
-        return [str(i) for i in ids]
-    return [str(row["doc_id"]) for row in rows]
-
-
 def _items(leaves: list[str], samples: dict[str, list[dict]], metric: str, filt: str, prefix: bool
            ) -> dict[str, float] | None:
     """Per-item values of one metric, or None when lm-eval keeps no per-item number for it."""
     out: dict[str, float] = {}
     for leaf in leaves:
-        rows = sorted((r for r in samples.get(leaf, []) if r.get("filter", "none") == filt),
-                      key=lambda r: r["doc_id"])
-        for item_id, row in zip(_item_ids(rows), rows):
-            value = row.get(metric)
-            if not isinstance(value, (int, float)):  # e.g. bleu keeps (reference, prediction) pairs
-                return None
-            out[f"{leaf}/{item_id}" if prefix else item_id] = float(value)
+        rows = samples.get(leaf, [])
+        if any(not isinstance(r.get(metric), (int, float)) for r in rows if r.get("filter", "none") == filt):
+            return None  # e.g. bleu keeps (reference, prediction) pairs
+        items = item_values(rows, [metric]).get((metric, filt), {})
+        out.update({f"{leaf}/{i}" if prefix else i: v for i, v in items.items()})
     return out or None
 
 

@@ -25,7 +25,7 @@ ISO3 = {
     "nld": "nl", "vie": "vi", "ind": "id", "arb": "ar", "ara": "ar", "hun": "hu", "ron": "ro",
     "dan": "da", "slk": "sk", "ukr": "uk", "cat": "ca", "srp": "sr", "hrv": "hr", "hin": "hi",
     "ben": "bn", "tam": "ta", "npi": "ne", "nep": "ne", "mal": "ml", "mar": "mr", "tel": "te",
-    "kan": "kn", "eus": "eu", "guj": "gu", "hye": "hy", "por": "pt", "isl": "is", "nob": "nb",
+    "kan": "kn", "eus": "eu", "guj": "gu", "hye": "hy", "por": "pt", "isl": "is", "nob": "nb", "swe": "sv",
 }
 # English names, one word each ("Norwegian Bokmal" is reached by its codes only).
 NAMES = {lang.name.lower(): code for code, lang in LANGUAGES.items() if " " not in lang.name}

@@ -1,5 +1,6 @@
-"""First-party plugin: translator, ranker (LLM judge) and instruction generator on any
-OpenAI-compatible chat-completions server, through the official ``openai`` client.
+"""First-party plugin: translator, ranker (LLM judge), instruction generator and chat
+model (a judge other components name) on any OpenAI-compatible chat-completions server,
+through the official ``openai`` client.
 
 The key comes from the environment variable named by ``api_key_env`` (default
 ``OPENAI_API_KEY``); ``base_url`` points at vLLM, Ollama, LM Studio and the like.
@@ -11,9 +12,9 @@ from __future__ import annotations
 from okapi_kit import hookimpl
 
 from .chat import OpenAIChat, OpenAIOptions
-from .components import OpenAIGenerator, OpenAIJudgeRanker, OpenAITranslator
+from .components import OpenAIChatProvider, OpenAIGenerator, OpenAIJudgeRanker, OpenAITranslator
 
-__all__ = ["OpenAIChat", "OpenAIGenerator", "OpenAIJudgeRanker", "OpenAIOptions", "OpenAITranslator"]
+__all__ = ["OpenAIChat", "OpenAIChatProvider", "OpenAIGenerator", "OpenAIJudgeRanker", "OpenAIOptions", "OpenAITranslator"]
 
 
 @hookimpl
@@ -29,3 +30,8 @@ def okapi_register_rankers(register):
 @hookimpl
 def okapi_register_generators(register):
     register(OpenAIGenerator)
+
+
+@hookimpl
+def okapi_register_chat_models(register):
+    register(OpenAIChatProvider)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from okapi_kit import ChatProvider
 from okapi_kit.llm.judge import JudgeOptions, LLMJudgeRanker
 from okapi_kit.llm.self_instruct import SelfInstructGenerator, SelfInstructOptions
 from okapi_kit.llm.translate import LLMTranslator, LLMTranslatorOptions
@@ -52,6 +53,16 @@ class OpenAIGenerator(SelfInstructGenerator):
 
     name = "openai"
     Config = OpenAIGeneratorConfig
+
+    def chat_model(self) -> OpenAIChat:
+        return OpenAIChat(self.config)
+
+
+class OpenAIChatProvider(ChatProvider):
+    """An OpenAI or OpenAI-compatible (vLLM, Ollama ...) chat model, named by another component's options (a judge)."""
+
+    name = "openai"
+    Config = OpenAIOptions
 
     def chat_model(self) -> OpenAIChat:
         return OpenAIChat(self.config)

@@ -8,8 +8,13 @@ Layout::
                               /optimizer.pt          optimiser and scheduler state
                               /state.json            step, kl_coef, baseline ... (written last)
 
+Under DeepSpeed or FSDP (``sharding.py``) the weights and optimiser state are split across
+the processes: a checkpoint then holds ``accelerate/`` (accelerate's ``save_state``, files
+from every process) and ``scheduler.pt`` in place of the weights and optimizer files.
+
 A checkpoint is written into a hidden folder and renamed into place, so a run killed while
-writing one leaves only complete checkpoints. Only the main process writes.
+writing one leaves only complete checkpoints. Only the main process writes, except the
+processes' own files in ``accelerate/``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ METRICS = "metrics.jsonl"
 STAMP = "job.json"
 CHECKPOINTS = "checkpoints"
 WEIGHTS, OPTIMIZER, STATE = "weights.safetensors", "optimizer.pt", "state.json"
+ACCELERATE, SCHEDULER = "accelerate", "scheduler.pt"  # the sharded layout
 _STEP = re.compile(r"^step-(\d+)$")
 # Options that may change between an interrupted run and its resumption.
 RESUMABLE = {"save_steps", "save_total_limit", "logging_steps"}
@@ -79,19 +85,23 @@ def prepare(work_dir: Path, stamp: dict[str, Any], main: bool) -> Path | None:
 
 
 
-def save(work_dir: Path, step: int, weights: dict, optimizer_state: dict, state: dict[str, Any],
-         keep: int | None) -> Path:
-    """Write checkpoint ``step`` atomically, then drop the oldest beyond ``keep``."""
-    import torch
-    from safetensors.torch import save_file
+def partial(work_dir: Path, step: int) -> Path:
+    """Where checkpoint ``step`` is written before it is renamed into place."""
+    return Path(work_dir) / CHECKPOINTS / f".step-{step}.partial"
 
-    folder = Path(work_dir) / CHECKPOINTS
-    final = folder / f"step-{step}"
-    tmp = folder / f".step-{step}.partial"
+
+def begin(work_dir: Path, step: int) -> Path:
+    """An empty partial folder for checkpoint ``step`` (main process)."""
+    tmp = partial(work_dir, step)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS))
-    torch.save(optimizer_state, tmp / OPTIMIZER)
+    return tmp
+
+
+def commit(work_dir: Path, step: int, state: dict[str, Any], keep: int | None) -> Path:
+    """Write the state file (the mark of a complete checkpoint), rename the partial folder
+    into place, then drop the oldest checkpoints beyond ``keep`` (main process)."""
+    tmp, final = partial(work_dir, step), Path(work_dir) / CHECKPOINTS / f"step-{step}"
     (tmp / STATE).write_text(json.dumps({"step": step, **state}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -99,6 +109,27 @@ def save(work_dir: Path, step: int, weights: dict, optimizer_state: dict, state:
         for _, old in checkpoints(work_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save(work_dir: Path, step: int, weights: dict, optimizer_state: dict, state: dict[str, Any],
+         keep: int | None) -> Path:
+    """Write checkpoint ``step`` atomically, then drop the oldest beyond ``keep``."""
+    import torch
+    from safetensors.torch import save_file
+
+    tmp = begin(work_dir, step)
+    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS))
+    torch.save(optimizer_state, tmp / OPTIMIZER)
+    return commit(work_dir, step, state, keep)
+
+
+def is_sharded(folder: Path) -> bool:
+    """Whether a checkpoint was written under DeepSpeed or FSDP (accelerate's layout)."""
+    return (Path(folder) / ACCELERATE).is_dir()
+
+
+def load_state(folder: Path) -> dict[str, Any]:
+    return json.loads((Path(folder) / STATE).read_text())
 
 
 def load(folder: Path) -> tuple[dict, dict, dict[str, Any]]:

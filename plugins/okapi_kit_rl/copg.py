@@ -126,7 +126,11 @@ class OfflineCoPG:
 
 
 class OfflineCoPGTrainer(Trainer):
-    """CoPG on a dataset of pairs of completions with their rewards (no sampling, no reward model)."""
+    """CoPG on a dataset of pairs of completions with their rewards (no sampling, no reward model).
+
+    In the pipeline the ``align`` stage makes the pairs from the rankings, rewarded by their own
+    scores or a reward source (``okapi_kit/stages/scored_pairs.py``); ``okapi-kit train`` reads
+    them from the user's file."""
 
     name = "copg_offline"
     data: ClassVar[str] = "scored_pairs"

@@ -1,8 +1,9 @@
 """The shared machinery of the RL trainers: models, optimiser, the step loop, checkpoints, metrics.
 
 A :class:`Session` holds what one run trains (policy, LoRA, value head or critic), the
-reference, the optimiser and the generation backend, prepared by ``accelerate`` (DDP under
-``accelerate launch``; one process otherwise). :func:`train_online` runs an
+reference, the optimiser and the generation backend, prepared by ``accelerate`` (DDP,
+DeepSpeed or FSDP2 under ``accelerate launch``, as ``sharding.py`` describes; one process
+otherwise). :func:`train_online` runs an
 :class:`Algorithm` step after step: sample a batch with the rollout engine, update, log,
 checkpoint. Only the main process writes files. Sampling is seeded per (seed, step,
 process), so a resumed run samples exactly what the uninterrupted run would have.
@@ -23,7 +24,7 @@ from torch import Tensor
 
 from okapi_kit import OkapiError, TrainJob, TrainResult
 
-from . import checkpoint
+from . import checkpoint, sharding
 from .algorithm import Algorithm
 from .losses import AdaptiveKLController
 from .modules import (
@@ -33,6 +34,7 @@ from .modules import (
     enable_checkpointing,
     freeze,
     hf_model,
+    lm_from_state,
     lm_logprobs,
     merged_lm,
     no_adapter,
@@ -45,16 +47,9 @@ from .rollout import Rollout, make_generator, rollout, rollout_stats
 def make_accelerator(config):
     """An ``accelerate.Accelerator`` for the configured device and mixed precision."""
     from accelerate import Accelerator
+    from okapi_kit_transformers.device import training_precision
 
-    cuda = torch.cuda.is_available()
-    if config.device == "cuda" and not cuda:
-        raise OkapiError("device 'cuda' requested but no CUDA GPU is available", hint="set device: auto or cpu")
-    cpu = config.device == "cpu" or not cuda
-    precision = config.precision
-    if precision == "auto":
-        precision = "bf16" if not cpu and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp16" and cpu:
-        raise OkapiError("fp16 training needs a GPU", hint="use precision: auto, bf16 or fp32 on CPU")
+    cpu, precision = training_precision(config.device, config.precision)
     return Accelerator(cpu=cpu, mixed_precision="no" if precision == "fp32" else precision)
 
 
@@ -81,6 +76,7 @@ class Session:
 
         self.job, self.config = job, config
         self.accelerator = make_accelerator(config)
+        self.sharding = sharding.sharding_of(self.accelerator)
         self.device = self.accelerator.device
         self.main = self.accelerator.is_main_process
         self.compute_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
@@ -106,11 +102,10 @@ class Session:
             critic = self._load_critic(critic_model)
         module = PolicyModule(lm, head, critic)
 
-        self.reference = None
+        reference = None
         if not config.lora:  # with LoRA the reference is the same model with its adapters disabled
             reference = load_causal_lm(job.reference_model or job.model, dtype=self.compute_dtype, **load)
             self._prepare_lm(reference, train=False)
-            self.reference = freeze(reference).to(self.device)
 
         policy_params = [p for p in lm.parameters() if p.requires_grad]
         value_params = [p for m in (head, critic) if m is not None for p in m.parameters() if p.requires_grad]
@@ -119,8 +114,25 @@ class Session:
             groups.append({"params": value_params,
                            "lr": getattr(config, "critic_learning_rate", None) or config.learning_rate})
         optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
+        if self.sharding.kind == "deepspeed":
+            text = hf_model(lm).config
+            text = text.get_text_config() if hasattr(text, "get_text_config") else text
+            sharding.fill_deepspeed_config(self.accelerator.state.deepspeed_plugin.deepspeed_config,
+                                           micro_batch_size=config.micro_batch_size,
+                                           processes=self.accelerator.num_processes,
+                                           max_grad_norm=config.max_grad_norm,
+                                           hidden_size=getattr(text, "hidden_size", None))
         self.model, self.optimizer = self.accelerator.prepare(module, optimizer)
         self.raw: PolicyModule = self.accelerator.unwrap_model(self.model)
+        if self.sharding.kind == "fsdp":
+            # FSDP2 sets itself up in the root module's first forward; generation, which comes
+            # first, enters through the causal LM inside it
+            with torch.no_grad():
+                pad = torch.full((1, 2), self.pad_id, dtype=torch.long, device=self.device)
+                self.raw(pad, torch.ones_like(pad), 1)
+        self.reference = None
+        if reference is not None:
+            self.reference = sharding.prepare_frozen(self.accelerator, self.sharding, freeze(reference))
         self.scheduler = None
         self.reward = job.reward
         self.generator = make_generator(self) if online else None
@@ -180,8 +192,8 @@ class Session:
             ids, mask = input_ids[rows], attention_mask[rows]
             with self.accelerator.autocast():
                 if self.reference is None:
-                    with no_adapter(self.raw.lm):
-                        logps, _ = lm_logprobs(self.raw.lm, ids, mask, width, self.config_temperature)
+                    with no_adapter(self.raw.lm):  # through the root module, as FSDP2 needs
+                        logps, _ = self.raw(ids, mask, width, self.config_temperature)
                 else:
                     logps, _ = lm_logprobs(self.reference, ids, mask, width, self.config_temperature)
             out.append(logps.float())
@@ -213,22 +225,36 @@ class Session:
         return logps.float(), (vals.float() if vals is not None else None)
 
     def accumulate(self, last: bool):
-        """Gradients of a micro-batch: synchronised across processes only on the last one."""
+        """Gradients of a micro-batch: synchronised across processes only on the last one.
+
+        DeepSpeed is told where a mini-batch ends instead: its engine steps the optimiser
+        there, in the last micro-batch's backward."""
+        if self.sharding.kind == "deepspeed":
+            self.model.set_gradient_accumulation_boundary(last)
+            return contextlib.nullcontext()
         return contextlib.nullcontext() if last else self.accelerator.no_sync(self.model)
 
     def backward(self, loss: Tensor) -> None:
+        if self.sharding.kind == "deepspeed":
+            # the engine, not accelerator.backward: that one would step at every micro-batch
+            self.model.backward(loss)
+            self.model.step()  # clips and steps only at the boundary accumulate() set
+            return
         self.accelerator.backward(loss)
 
     def update(self) -> float:
         """Clip, step the optimiser and the schedule; returns the gradient norm before clipping."""
-        norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
+        if self.sharding.kind == "deepspeed":
+            norm = self.model.get_global_grad_norm()  # DeepSpeed clipped and stepped already
+        else:
+            norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
             self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
         if self.generator is not None:
             self.generator.sync(self.raw.lm)
-        return float(norm)
+        return _number(norm)
 
     def learning_rate(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -245,6 +271,9 @@ class Session:
     # -- checkpoints and the final model -------------------------------------------------------
 
     def save_checkpoint(self, step: int, state: dict[str, Any]) -> None:
+        if self.sharding.accelerate_checkpoints:
+            self._save_sharded_checkpoint(step, state)
+            return
         self.accelerator.wait_for_everyone()
         if self.main:
             optimizer_state = {"optimizer": self.optimizer.state_dict(),
@@ -253,7 +282,29 @@ class Session:
                             self.config.save_total_limit)
         self.accelerator.wait_for_everyone()
 
+    def _save_sharded_checkpoint(self, step: int, state: dict[str, Any]) -> None:
+        """DeepSpeed, FSDP: every process writes its shards (accelerate's save_state) into the
+        partial folder the main process made; the main process completes it."""
+        if self.main:
+            checkpoint.begin(self.job.work_dir, step)
+        self.accelerator.wait_for_everyone()
+        tmp = checkpoint.partial(self.job.work_dir, step)
+        self.accelerator.save_state(str(tmp / checkpoint.ACCELERATE))
+        self.accelerator.wait_for_everyone()
+        if self.main:
+            torch.save({"scheduler": self.scheduler.state_dict() if self.scheduler else None},
+                       tmp / checkpoint.SCHEDULER)
+            checkpoint.commit(self.job.work_dir, step, state, self.config.save_total_limit)
+        self.accelerator.wait_for_everyone()
+
     def restore(self, folder: Path) -> dict[str, Any]:
+        if checkpoint.is_sharded(folder) != self.sharding.accelerate_checkpoints:
+            written = "under DeepSpeed or FSDP" if checkpoint.is_sharded(folder) else "under DDP or in one process"
+            raise OkapiError(f"the checkpoint {folder} was written {written}, unlike this run",
+                             hint="resume with the set-up it was written with, or delete the work folder to "
+                                  "start afresh")
+        if self.sharding.accelerate_checkpoints:
+            return self._restore_sharded(folder)
         weights, optimizer_state, state = checkpoint.load(folder)
         expected = set(self.raw.trainable_state())
         if set(weights) != expected:
@@ -267,13 +318,35 @@ class Session:
             self.generator.sync(self.raw.lm)
         return state
 
+    def _restore_sharded(self, folder: Path) -> dict[str, Any]:
+        self.accelerator.load_state(str(folder / checkpoint.ACCELERATE))
+        saved = torch.load(folder / checkpoint.SCHEDULER, map_location="cpu", weights_only=False)
+        if self.scheduler is not None and saved.get("scheduler") is not None:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        if self.generator is not None:
+            self.generator.sync(self.raw.lm)
+        return checkpoint.load_state(folder)
+
+    def loading_whole_models(self):
+        """A context for loading models that are used as they are (a reward source's)."""
+        return contextlib.nullcontext() if self.sharding.kind == "none" else sharding.whole_model_loading()
+
     def save_model(self, output_dir: Path) -> None:
-        """The final policy (LoRA merged in, no value head) in safetensors, with its tokenizer."""
+        """The final policy (LoRA merged in, no value head) in safetensors, with its tokenizer.
+
+        With sharded weights (ZeRO-3, FSDP2) every process first takes part in gathering them;
+        the main process then rebuilds the whole model from them on the CPU."""
+        state = None if self.sharding.whole_weights else sharding.full_state_dict(self.accelerator, self.model)
         self.accelerator.wait_for_everyone()
         if self.main:
             output_dir = Path(output_dir)
             output_dir.mkdir(parents=True, exist_ok=True)
-            lm = merged_lm(self.raw.lm)
+            if state is None:
+                lm = merged_lm(self.raw.lm)
+            else:
+                with sharding.whole_model_loading():
+                    lm = lm_from_state(state, model=self.job.model, config=self.config,
+                                       trust_remote_code=self.job.trust_remote_code)
             hf = hf_model(lm)
             hf.eval()
             if getattr(hf.config, "use_cache", None) is False:
@@ -282,6 +355,17 @@ class Session:
             self.tokenizer.padding_side = "right"  # left padding was for sampling; save as the TRL trainers do
             self.tokenizer.save_pretrained(str(output_dir))
         self.accelerator.wait_for_everyone()
+
+
+def _number(norm: Any) -> float:
+    """A gradient norm as a float: DeepSpeed may give None (no step yet) or a tensor, FSDP2 a
+    DTensor (a shard of the answer until made whole)."""
+    if norm is None:
+        return math.nan
+    full = getattr(norm, "full_tensor", None)
+    if callable(full):
+        norm = full()
+    return float(norm)
 
 
 def prompt_records(job: TrainJob, trainer: str) -> list[tuple[str, str]]:

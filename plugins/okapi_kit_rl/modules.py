@@ -21,7 +21,9 @@ from .losses import selective_log_softmax
 
 
 def hf_model(lm: nn.Module) -> nn.Module:
-    """The transformers model inside a PEFT wrapper (or the model itself)."""
+    """The transformers model inside a PEFT wrapper or a DeepSpeed engine (or the model itself)."""
+    if type(lm).__name__ == "DeepSpeedEngine":  # a frozen model prepared by sharding.prepare_frozen
+        lm = lm.module
     get_base = getattr(lm, "get_base_model", None)
     return get_base() if callable(get_base) else lm
 
@@ -67,6 +69,8 @@ class PolicyModule(nn.Module):
         self.lm = lm
         self.value_head = value_head
         self.critic = critic
+        # the decoder-layer classes, for FSDP's wrap policy (one shard unit per layer)
+        self._no_split_modules = list(getattr(hf_model(lm), "_no_split_modules", None) or [])
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, width: int, temperature: float = 1.0,
                 values: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -156,6 +160,27 @@ def merged_lm(lm: nn.Module) -> nn.Module:
     if hasattr(lm, "merge_and_unload"):
         return lm.merge_and_unload()
     return lm
+
+
+def lm_from_state(state: dict[str, Tensor], *, model: str, config: Any, trust_remote_code: bool) -> nn.Module:
+    """The causal LM to save, rebuilt on the CPU from a :class:`PolicyModule`'s whole state
+    dict (gathered from the shards under ZeRO-3 or FSDP2): ``model`` loaded afresh, LoRA added
+    as ``config`` says, the trained weights loaded, the adapters merged in."""
+    from okapi_kit_transformers.loading import load_causal_lm
+
+    prefix = "lm."
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    lm = load_causal_lm(model, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    if config.lora:
+        lm = add_lora(lm, config)
+    missing, unexpected = lm.load_state_dict(weights, strict=False)
+    own = lm.state_dict()
+    loaded = {own[k].data_ptr() for k in weights if k in own}
+    missing = [k for k in missing if own[k].data_ptr() not in loaded]  # tied to a loaded weight: fine
+    if missing or unexpected:
+        raise OkapiError(f"the gathered weights do not fit {model}: missing {missing[:3]}, unexpected "
+                         f"{unexpected[:3]}", hint="this is a bug in okapi-kit's saving under sharding")
+    return merged_lm(lm)
 
 
 def no_adapter(lm: nn.Module):

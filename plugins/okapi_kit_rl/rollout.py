@@ -82,7 +82,15 @@ class HFGenerator:
     A generation backend takes prompt token lists and returns, for each, the sampled token
     list (up to ``max_new_tokens``; anything after the first EOS is ignored); ``sync(model)``
     is called after every optimiser update (a no-op here: it samples with the trained model).
+
+    With sharded weights (ZeRO-3, FSDP2; see ``sharding.py``) :func:`make_generator` sets
+    ``gathered`` (a context that makes the weights whole while generating) and ``synced``
+    (every process runs as many generation steps as the longest: a process that stopped
+    early would otherwise leave the others waiting in a collective forward pass).
     """
+
+    gathered: Any = contextlib.nullcontext
+    synced: bool = False
 
     def __init__(self, model, *, pad_id: int, eos_ids: list[int], max_new_tokens: int, temperature: float,
                  top_k: int, top_p: float, batch_size: int | None, autocast=contextlib.nullcontext):
@@ -123,11 +131,12 @@ class HFGenerator:
         out: list[list[int]] = []
         was_training = self.model.training
         self.model.eval()  # the KV cache is off in training mode under gradient checkpointing
+        extra = {"synced_gpus": True} if self.synced else {}
         try:
-            with self._clean_generation_config(), self.autocast():
+            with self._clean_generation_config(), self.autocast(), self.gathered():
                 for start in range(0, len(prompts), size):
                     enc = {k: v.to(device) for k, v in pad(prompts[start:start + size], self.pad_id, "left").items()}
-                    gen = self.model.generate(**enc, **self.settings)
+                    gen = self.model.generate(**enc, **self.settings, **extra)
                     out += gen[:, enc["input_ids"].shape[1]:].tolist()
         finally:
             self.model.train(was_training)
@@ -136,16 +145,22 @@ class HFGenerator:
 
 def make_generator(session):
     """The generation backend of a session: transformers' generate or vLLM (``vllm_backend.py``)."""
+    from .sharding import gathered_for_generation
     from .vllm_backend import make_generator as for_backend
 
     cfg = session.config
-    return for_backend(session.raw.lm, backend=cfg.generation_backend, model_path=session.job.model,
-                       pad_id=session.pad_id, eos_ids=session.eos_ids, max_new_tokens=cfg.max_new_tokens,
-                       temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                       batch_size=cfg.generation_batch_size, autocast=session.accelerator.autocast,
-                       device=cfg.device, seed=session.job.seed + session.accelerator.process_index,
-                       gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-                       max_model_len=cfg.max_prompt_length + cfg.max_new_tokens)
+    generator = for_backend(session.raw.lm, backend=cfg.generation_backend, model_path=session.job.model,
+                            pad_id=session.pad_id, eos_ids=session.eos_ids, max_new_tokens=cfg.max_new_tokens,
+                            temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+                            batch_size=cfg.generation_batch_size, autocast=session.accelerator.autocast,
+                            device=cfg.device, seed=session.job.seed + session.accelerator.process_index,
+                            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+                            max_model_len=cfg.max_prompt_length + cfg.max_new_tokens)
+    split = session.sharding
+    if isinstance(generator, HFGenerator) and not split.whole_weights:
+        generator.gathered = lambda: gathered_for_generation(split, session.model, session.raw.lm)
+        generator.synced = split.processes > 1
+    return generator
 
 
 def cut_at_eos(tokens: list[int], eos_ids: set[int], max_new_tokens: int) -> tuple[list[int], bool]:
@@ -214,7 +229,8 @@ def rollout(session, prompts: Sequence[str], languages: Sequence[str], k: int = 
     texts = session.tokenizer.batch_decode([c[:-1] if ended else c for c, ended in cut], skip_special_tokens=True)
     all_prompts = [p for p in prompts for _ in range(k)]
     all_langs = [lang for lang in languages for _ in range(k)]
-    task = score(session.reward, all_prompts, texts, all_langs)
+    with session.loading_whole_models():  # a reward model loads on its first call
+        task = score(session.reward, all_prompts, texts, all_langs)
     device = session.device
     input_ids, attention_mask, response_mask = layout(prompt_rows, [c for c, _ in cut], session.pad_id, device)
     scores = torch.tensor(task, dtype=torch.float32, device=device)

@@ -4,7 +4,8 @@
 - ``translate_then_score``: prompt and response are translated into the RM's language by any
   registered translator first;
 
-and the ``mean_reward`` evaluator (the mean reward of a model's responses under a reward source).
+the ``mean_reward`` evaluator (the mean reward of a model's responses under a reward source),
+and the ``rm_transfer`` pipeline stage (the ``okapi-kit rm-transfer`` study inside ``okapi-kit run``).
 
 Light to import (pydantic only). See docs/rm-transfer.md.
 """
@@ -15,9 +16,10 @@ from okapi_kit import hookimpl
 
 from .evaluator import MeanRewardConfig, MeanRewardEvaluator
 from .methods import DirectTransfer, TranslateThenScore, TranslateThenScoreConfig
+from .stage import RMTransferStage, RMTransferStageConfig
 
-__all__ = ["DirectTransfer", "MeanRewardConfig", "MeanRewardEvaluator", "TranslateThenScore",
-           "TranslateThenScoreConfig"]
+__all__ = ["DirectTransfer", "MeanRewardConfig", "MeanRewardEvaluator", "RMTransferStage", "RMTransferStageConfig",
+           "TranslateThenScore", "TranslateThenScoreConfig"]
 
 
 @hookimpl
@@ -29,6 +31,11 @@ def okapi_register_transfer_methods(register) -> None:
 @hookimpl
 def okapi_register_evaluators(register) -> None:
     register(MeanRewardEvaluator)
+
+
+@hookimpl
+def okapi_register_stages(register) -> None:
+    register(RMTransferStage)
 
 
 @hookimpl

@@ -50,7 +50,8 @@ def rm_transfer_cmd(config: Path, run_dir: Path | None, fresh: bool, db: Path | 
     from okapi_kit.ui import UI, quiet_libraries
 
     from .config import load_transfer_config
-    from .run import build_transfer_plan, result_rows, write_report
+    from .report import collect_matrix, report_files, result_rows, score_files
+    from .run import build_transfer_plan
 
     quiet_libraries()
     path = config.expanduser()
@@ -70,8 +71,7 @@ def rm_transfer_cmd(config: Path, run_dir: Path | None, fresh: bool, db: Path | 
 
     t0 = time.perf_counter()
     summary = Runner(tp.plan, ui=ui, pm=plugin_manager(), config_dump=cfg.model_dump(mode="json")).run(fresh=fresh)
-    written = write_report(tp)
-    rows = result_rows(tp, tp.matrix)
+    rows = result_rows(tp.study_plan, tp.plan)
     for row in rows:
         row.run_dir = str(run_dir)
     ResultsStore(db_path).replace_run(cfg.name, rows)
@@ -80,7 +80,8 @@ def rm_transfer_cmd(config: Path, run_dir: Path | None, fresh: bool, db: Path | 
     _print_summary(summary, time.perf_counter() - t0, run_dir)
     from .matrix import ALL, table
 
-    click.echo(f"\nAccuracy (%), 95% Wilson intervals:\n{table(tp.matrix, ALL, accuracy=True)}\n\n"
+    matrix = collect_matrix(tp.study_plan.study, score_files(tp.study_plan, tp.plan))
+    click.echo(f"\nAccuracy (%), 95% Wilson intervals:\n{table(matrix, ALL, accuracy=True)}\n\n"
                f"Difference from the target-native RM (points), 95% paired intervals:\n"
-               f"{table(tp.matrix, ALL, accuracy=False)}")
-    click.echo("\nwrote:\n" + "\n".join(f"  {p}" for p in written.values()) + f"\n  {db_path} (run {cfg.name!r})")
+               f"{table(matrix, ALL, accuracy=False)}")
+    click.echo("\nwrote:\n" + "\n".join(f"  {p}" for p in report_files(tp.study_plan)) + f"\n  {db_path} (run {cfg.name!r})")

@@ -81,6 +81,15 @@ class TransferChoice(ComponentChoice):
         return self.label or self.name
 
 
+def unique_keys(value: list[TransferChoice]) -> list[TransferChoice]:
+    """Transfer methods with distinct keys (each names a row of the matrix), else a ValueError."""
+    keys = [t.key for t in value]
+    if len(set(keys)) != len(keys):
+        twice = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"two transfer methods are named {twice!r}; give one of them a `label`")
+    return value
+
+
 class TransferConfig(Strict):
     name: str = "rm-transfer"
     seed: int = Field(0, ge=0)
@@ -103,11 +112,7 @@ class TransferConfig(Strict):
     @field_validator("transfer")
     @classmethod
     def _labels(cls, value: list[TransferChoice]) -> list[TransferChoice]:
-        keys = [t.key for t in value]
-        if len(set(keys)) != len(keys):
-            twice = next(k for k in keys if keys.count(k) > 1)
-            raise ValueError(f"two transfer methods are named {twice!r}; give one of them a `label`")
-        return value
+        return unique_keys(value)
 
     @model_validator(mode="after")
     def _needs_base(self) -> TransferConfig:

@@ -13,6 +13,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 
 from okapi_kit import ComponentConfig, EvalTarget, Evaluator, OkapiError, Score
 from okapi_kit.config import ComponentChoice
+from okapi_kit.registry import create_nested
 
 
 class MeanRewardConfig(ComponentConfig):
@@ -30,15 +31,7 @@ class MeanRewardConfig(ComponentConfig):
     @model_validator(mode="after")
     def _create(self, info: ValidationInfo) -> MeanRewardConfig:
         """The reward source is looked up and its options checked with the config."""
-        from okapi_kit.plugins import registry
-        from okapi_kit.registry import create_component
-
-        base = (info.context or {}).get("base_dir")
-        try:
-            self._source = create_component(registry(), "reward_source", self.reward.name, self.reward.options,
-                                            where="reward", base_dir=base)
-        except OkapiError as exc:
-            raise ValueError(exc.render()) from None
+        self._source = create_nested("reward_source", self.reward, "reward", info)
         return self
 
 

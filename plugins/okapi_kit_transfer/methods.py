@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 from okapi_kit import ComponentConfig, OkapiError, RewardSource, TransferMethod
 from okapi_kit.config import ComponentChoice
 from okapi_kit.prompts import ALPACA_NO_INPUT, ALPACA_WITH_INPUT
+from okapi_kit.registry import create_nested
 
 
 class DirectTransfer(TransferMethod):
@@ -33,15 +34,7 @@ class TranslateThenScoreConfig(ComponentConfig):
     def _create(self, info: ValidationInfo) -> TranslateThenScoreConfig:
         """The translator is looked up and its options checked with the config, so a typo fails
         ``validate``; its relative paths are taken from the config's folder."""
-        from okapi_kit.plugins import registry
-        from okapi_kit.registry import create_component
-
-        base = (info.context or {}).get("base_dir")
-        try:
-            self._translator = create_component(registry(), "translator", self.translator.name,
-                                                self.translator.options, where="translator", base_dir=base)
-        except OkapiError as exc:
-            raise ValueError(exc.render()) from None
+        self._translator = create_nested("translator", self.translator, "translator", info)
         return self
 
 

@@ -99,6 +99,25 @@ def similarity_rows(rm: str, states: dict[str, Any], base_states: dict[str, Any]
         table.add(rm, f"rm~base {lang}", mean_cosine(states[lang], base_states[lang]))
 
 
+def encode_states(states: Any) -> dict[str, Any]:
+    """Pooled states as JSON data: the shape and the float32 values, base64 (no pickle)."""
+    import base64
+
+    import numpy as np
+
+    array = np.ascontiguousarray(states, dtype="<f4")
+    return {"shape": list(array.shape), "float32": base64.b64encode(array.tobytes()).decode("ascii")}
+
+
+def decode_states(data: dict[str, Any]) -> Any:
+    """The array that :func:`encode_states` wrote."""
+    import base64
+
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(data["float32"]), dtype="<f4").reshape(data["shape"])
+
+
 def pooled_states(model: str, pairs: Sequence[tuple[str, str]], *, pooling: str = "last", batch_size: int = 16,
                   max_length: int = 1024, device: str = "auto", trust_remote_code: bool = False) -> Any:
     """Pooled hidden states of ``model`` (a reward model or its base) for each (prompt, response),

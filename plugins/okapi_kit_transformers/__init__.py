@@ -10,6 +10,7 @@ import click
 from okapi_kit import hookimpl
 
 from .llm_components import (
+    TransformersChatProvider,
     TransformersJudgeRanker,
     TransformersSelfInstructGenerator,
     TransformersTranslator,
@@ -53,6 +54,11 @@ def okapi_register_generators(register):
 def okapi_register_evaluators(register):
     register(RmAccuracyEvaluator)
     register(RmRewardEvaluator)
+
+
+@hookimpl
+def okapi_register_chat_models(register):
+    register(TransformersChatProvider)
 
 
 @hookimpl

@@ -32,3 +32,20 @@ def pick_dtype(name: str, device: str):
             return torch.bfloat16
         return torch.float32
     return getattr(torch, name)
+
+
+def training_precision(device: str, precision: str) -> tuple[bool, str]:
+    """(train on the CPU?, bf16 | fp16 | fp32) for a trainer's ``device`` (auto, cpu, cuda) and
+    ``precision`` (auto, bf16, fp16, fp32) options; ``auto`` precision is bf16 on a GPU that has it.
+    Shared by the TRL and RL trainers, so both read the two options alike."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if device == "cuda" and not cuda:
+        raise OkapiError("device 'cuda' requested but no CUDA GPU is available", hint="set device: auto or cpu")
+    cpu = device == "cpu" or not cuda
+    if precision == "auto":
+        precision = "bf16" if not cpu and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp16" and cpu:
+        raise OkapiError("fp16 training needs a GPU", hint="use precision: auto, bf16 or fp32 on CPU")
+    return cpu, precision

@@ -1,9 +1,11 @@
-"""The generic LLM components (okapi_kit.llm) on a local causal LM: translator, judge, generator."""
+"""The generic LLM components (okapi_kit.llm) on a local causal LM: translator, judge, generator,
+and the local model as a chat provider other components name (a judge)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
+from okapi_kit import ChatProvider
 from okapi_kit.llm.judge import JudgeOptions, LLMJudgeRanker
 from okapi_kit.llm.self_instruct import SelfInstructGenerator, SelfInstructOptions
 from okapi_kit.llm.translate import LLMTranslator, LLMTranslatorOptions
@@ -56,6 +58,16 @@ class TransformersSelfInstructGenerator(SelfInstructGenerator):
 
     name = "transformers"
     Config = TransformersGeneratorConfig
+
+    def chat_model(self) -> TransformersChat:
+        return TransformersChat(self.config)
+
+
+class TransformersChatProvider(ChatProvider):
+    """A local causal LM as a chat model, named by another component's options (a judge)."""
+
+    name = "transformers"
+    Config = TransformersChatOptions
 
     def chat_model(self) -> TransformersChat:
         return TransformersChat(self.config)

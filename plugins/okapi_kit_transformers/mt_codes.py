@@ -38,7 +38,7 @@ ISO639_3 = {
     "nl": "nld", "vi": "vie", "id": "ind", "ar": "arb", "hu": "hun", "ro": "ron", "da": "dan",
     "sk": "slk", "uk": "ukr", "ca": "cat", "sr": "srp", "hr": "hrv", "hi": "hin", "bn": "ben",
     "ta": "tam", "ne": "npi", "ml": "mal", "mr": "mar", "te": "tel", "kn": "kan", "eu": "eus",
-    "gu": "guj", "hy": "hye", "pt": "por", "is": "isl", "nb": "nob",
+    "gu": "guj", "hy": "hye", "pt": "por", "is": "isl", "nb": "nob", "sv": "swe",
 }
 
 # Other names OPUS-MT models use for the same language (macrolanguages, Mandarin).

@@ -32,7 +32,7 @@ FLORES = {
     "ro": "ron_Latn", "da": "dan_Latn", "sk": "slk_Latn", "uk": "ukr_Cyrl", "ca": "cat_Latn", "sr": "srp_Cyrl",
     "hr": "hrv_Latn", "hi": "hin_Deva", "bn": "ben_Beng", "ta": "tam_Taml", "ne": "npi_Deva", "ml": "mal_Mlym",
     "mr": "mar_Deva", "te": "tel_Telu", "kn": "kan_Knda", "eu": "eus_Latn", "gu": "guj_Gujr", "hy": "hye_Armn",
-    "pt": "por_Latn", "is": "isl_Latn", "nb": "nob_Latn",
+    "pt": "por_Latn", "is": "isl_Latn", "nb": "nob_Latn", "sv": "swe_Latn",
 }
 # The configurations of the hub dataset (its card, 2025): 23 languages.
 HUB_CONFIGS = frozenset({

@@ -1,4 +1,4 @@
-"""First-party plugin: SFT, K-wise reward-model, DPO and GRPO trainers built on TRL.
+"""First-party plugin: SFT, K-wise reward-model, DPO, IPO and GRPO trainers built on TRL.
 
 Importing this package is light (pydantic only): torch, transformers, trl, peft and
 datasets are imported inside ``train()`` (and TRL when a config sets ``trl_args``).
@@ -12,11 +12,12 @@ from .base import TRLTrainer
 from .config import LoraOptions, TRLTrainConfig
 from .dpo import DPOConfig, DPOTrainer
 from .grpo import GRPOConfig, GRPOTrainer
+from .ipo import IPOConfig, IPOTrainer
 from .reward import RewardConfig, RewardTrainer
 from .sft import SFTConfig, SFTTrainer
 
-__all__ = ["DPOConfig", "DPOTrainer", "GRPOConfig", "GRPOTrainer", "LoraOptions", "RewardConfig",
-           "RewardTrainer", "SFTConfig", "SFTTrainer", "TRLTrainConfig", "TRLTrainer"]
+__all__ = ["DPOConfig", "DPOTrainer", "GRPOConfig", "GRPOTrainer", "IPOConfig", "IPOTrainer", "LoraOptions",
+           "RewardConfig", "RewardTrainer", "SFTConfig", "SFTTrainer", "TRLTrainConfig", "TRLTrainer"]
 
 
 @hookimpl
@@ -24,4 +25,5 @@ def okapi_register_trainers(register) -> None:
     register(SFTTrainer)
     register(RewardTrainer)
     register(DPOTrainer)
+    register(IPOTrainer)
     register(GRPOTrainer)

@@ -89,17 +89,9 @@ def prepare_work_dir(work_dir: Path, stamp: dict[str, Any]) -> Path | None:
 
 def resolve_device(config: TrainConfig) -> dict[str, bool]:
     """``use_cpu``, ``bf16`` and ``fp16`` training arguments for the configured device and precision."""
-    import torch
+    from okapi_kit_transformers.device import training_precision
 
-    cuda = torch.cuda.is_available()
-    if config.device == "cuda" and not cuda:
-        raise OkapiError("device 'cuda' requested but no CUDA GPU is available", hint="set device: auto or cpu")
-    use_cpu = config.device == "cpu" or not cuda
-    precision = config.precision
-    if precision == "auto":
-        precision = "bf16" if not use_cpu and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp16" and use_cpu:
-        raise OkapiError("fp16 training needs a GPU", hint="use precision: auto, bf16 or fp32 on CPU")
+    use_cpu, precision = training_precision(config.device, config.precision)
     return {"use_cpu": use_cpu, "bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 

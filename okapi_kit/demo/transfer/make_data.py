@@ -112,8 +112,8 @@ def write_base(out: Path, seed: int = 0) -> Path:
     """The tiny base model with a plain chat template (the prompt, then a newline)."""
     from transformers import AutoTokenizer, set_seed
 
-    from ..errors import OkapiError
-    from ..plugins import plugin_manager
+    from ...errors import OkapiError
+    from ...plugins import plugin_manager
 
     set_seed(seed)
     # built through the plugin hook, as the pipeline does: the core imports no plugin
