@@ -63,6 +63,7 @@ FIRST_PARTY_COMPONENTS = {
     ("chat", "openai", "openai"),
     ("chat", "anthropic", "anthropic"),
     ("chat", "transformers", "transformers"),
+    ("stage", "rm_transfer", "transfer"),
 }
 FIRST_PARTY_PLUGINS = {"translation_memory", "sacrebleu", "transformers", "trl", "lm_eval",
                        "language_fidelity", "rl", "openai", "anthropic", "transfer", "judges"}
