@@ -16,6 +16,7 @@ from .components import (
     Failed,
     InputPath,
     InstructionGenerator,
+    PlainName,
     Ranker,
     RankResult,
     RewardSource,
@@ -35,7 +36,7 @@ from .records import Instruction, PreferencePair, Ranking, SampleSet
 __version__ = "0.1.0"
 
 __all__ = [
-    "NOT_IN_FINGERPRINT", "ChatProvider", "Component", "ComponentConfig", "EvalTarget", "Evaluator", "Failed", "InputPath", "Instruction",
+    "NOT_IN_FINGERPRINT", "ChatProvider", "Component", "ComponentConfig", "EvalTarget", "Evaluator", "Failed", "InputPath", "PlainName", "Instruction",
     "InstructionGenerator", "OkapiError", "PreferencePair", "RankResult", "Ranker", "Ranking",
     "RewardSource", "SampleSet", "Sampler", "Score", "Stage", "Trainer", "TrainJob", "TrainResult", "TransferMethod",
     "Translator", "__version__", "hookimpl",

@@ -31,6 +31,16 @@ def _resolve_input(value: Path, info: ValidationInfo) -> Path:
     return path
 
 
+def _plain_name(value: str) -> str:
+    if not value.strip() or any(c in value for c in "/\\"):
+        raise ValueError("give a plain name (not blank, no slashes)")
+    return value
+
+
+# A name option that becomes part of a task name or a path (an evaluator's ``task``).
+PlainName = Annotated[str, AfterValidator(_plain_name)]
+
+
 # A path option of a component config: relative paths are taken from the folder of the
 # YAML config that names them, and the path must exist (so `okapi-kit validate` checks it).
 InputPath = Annotated[Path, AfterValidator(_resolve_input)]

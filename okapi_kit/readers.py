@@ -20,7 +20,7 @@ import codecs
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -552,3 +552,13 @@ def read_preferences(source: Sources, *, fmt: str = "auto", split: str = "train"
         else:
             pairs += r.pairs()
     return pairs
+
+
+def language_file(data_dir: Path, names: Iterable[str]) -> Path | None:
+    """A language's file in an evaluation data folder: ``<name>/test.jsonl`` (or ``.json``),
+    then ``<name>.jsonl`` (or ``.json``), for each of the language's ``names`` (its code, a
+    hub split or FLORES name); None when there is none."""
+    names = list(dict.fromkeys(names))
+    forms = [f"{n}/test{ext}" for n in names for ext in (".jsonl", ".json")]
+    forms += [f"{n}{ext}" for n in names for ext in (".jsonl", ".json")]
+    return next((data_dir / f for f in forms if (data_dir / f).is_file()), None)

@@ -21,7 +21,6 @@ HUB_DATASET = "CohereForAI/aya_redteaming"
 # language, Filipino (split ``filipino``), is not in okapi-kit's language table.
 HUB_SPLITS = {"ar": "arabic", "en": "english", "fr": "french", "hi": "hindi", "ru": "russian",
               "sr": "serbian", "es": "spanish"}
-EXTENSIONS = (".jsonl", ".json")
 SCOPES = ("global", "local")
 SCHEMA_HINT = ("each row needs prompt, language, harm_category and global_or_local (global or local), "
                "as in the Aya red-teaming set")
@@ -38,12 +37,11 @@ class RedTeamPrompt:
 def local_file(data_dir: Path, language: str) -> Path:
     """``<lang>/test.jsonl`` or ``<lang>.jsonl`` (or .json) in ``data_dir``; the language by its
     code (``hi``) or the hub's split name (``hindi``)."""
-    names = dict.fromkeys([language, HUB_SPLITS.get(language, language)])
-    candidates = [data_dir / n / f"test{ext}" for n in names for ext in EXTENSIONS]
-    candidates += [data_dir / f"{n}{ext}" for n in names for ext in EXTENSIONS]
-    for path in candidates:
-        if path.is_file():
-            return path
+    from okapi_kit.readers import language_file
+
+    path = language_file(data_dir, [language, HUB_SPLITS.get(language, language)])
+    if path is not None:
+        return path
     raise OkapiError(f"no red-teaming prompts for language {language!r} in {data_dir}: expected "
                      f"{language}.jsonl or {language}/test.jsonl", where="safety.data_dir", hint=SCHEMA_HINT)
 

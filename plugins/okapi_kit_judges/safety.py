@@ -20,11 +20,10 @@ from pydantic import (
     PositiveInt,
     PrivateAttr,
     ValidationInfo,
-    field_validator,
     model_validator,
 )
 
-from okapi_kit import ComponentConfig, EvalTarget, Evaluator, Failed, OkapiError, Score
+from okapi_kit import ComponentConfig, EvalTarget, Evaluator, Failed, OkapiError, PlainName, Score
 from okapi_kit.components import InputPath
 from okapi_kit.config import ComponentChoice
 from okapi_kit.llm.common import Messages, language_name
@@ -98,16 +97,9 @@ class SafetyConfig(ComponentConfig):
     criteria: str = Field(CRITERIA, description="what the judge is told counts as harmful")
     classifier: ClassifierOptions | None = Field(None, description="a local harm classifier; or give judge")
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the Wilson intervals")
-    task: str = Field("safety", description="task name of the scores (<task>, <task>.global, <task>.local)")
+    task: PlainName = Field("safety", description="task name of the scores (<task>, <task>.global, <task>.local)")
     _sampler: Any = PrivateAttr(None)
     _judge: Any = PrivateAttr(None)
-
-    @field_validator("task")
-    @classmethod
-    def _plain(cls, value: str) -> str:
-        if not value.strip() or any(c in value for c in "/\\"):
-            raise ValueError("task must be a plain name (no slashes)")
-        return value
 
     @model_validator(mode="after")
     def _one_judge(self, info: ValidationInfo) -> SafetyConfig:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
-from okapi_kit import ComponentConfig, EvalTarget, Evaluator, Failed, OkapiError, Score
+from okapi_kit import ComponentConfig, EvalTarget, Evaluator, Failed, OkapiError, PlainName, Score
 from okapi_kit.config import ComponentChoice
 from okapi_kit.llm.common import Messages, language_name
 from okapi_kit.llm.judge import VerdictError, instruction_of
@@ -67,20 +67,13 @@ class WinRateConfig(ComponentConfig):
 
     judge: ComponentChoice = Field(description="the judge: a chat model, {name: openai | anthropic | "
                                    "transformers, options: {model, base_url, ...}}")
-    baseline: str = Field("sft", description="label of the model every other model is compared with")
+    baseline: PlainName = Field("sft", description="label of the model every other model is compared with")
     criteria: str = Field(CRITERIA, description="what the judge is told to compare")
     seed: int = Field(0, ge=0, description="seeds the bootstrap")
     bootstrap_resamples: int = Field(2000, ge=100, le=1_000_000, description="resamples of the bootstrap")
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the bootstrap interval")
-    task: str = Field("win_rate", description="task name of the scores in the leaderboard")
+    task: PlainName = Field("win_rate", description="task name of the scores in the leaderboard")
     _judge: Any = PrivateAttr(None)
-
-    @field_validator("task", "baseline")
-    @classmethod
-    def _plain(cls, value: str) -> str:
-        if not value.strip() or any(c in value for c in "/\\"):
-            raise ValueError("give a plain name (no slashes)")
-        return value
 
     @model_validator(mode="after")
     def _create(self, info: ValidationInfo) -> WinRateConfig:

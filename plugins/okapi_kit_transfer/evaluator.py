@@ -9,24 +9,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
-from okapi_kit import ComponentConfig, EvalTarget, Evaluator, OkapiError, Score
+from okapi_kit import ComponentConfig, EvalTarget, Evaluator, OkapiError, PlainName, Score
 from okapi_kit.config import ComponentChoice
 from okapi_kit.registry import create_nested
 
 
 class MeanRewardConfig(ComponentConfig):
     reward: ComponentChoice = Field(description="the reward source that scores each response, {name, options}")
-    task: str = Field("mean_reward", description="task name of the score in the leaderboard")
+    task: PlainName = Field("mean_reward", description="task name of the score in the leaderboard")
     _source: Any = PrivateAttr(None)
-
-    @field_validator("task")
-    @classmethod
-    def _plain(cls, value: str) -> str:
-        if not value.strip() or any(c in value for c in "/\\"):
-            raise ValueError("task must be a plain name (no slashes)")
-        return value
 
     @model_validator(mode="after")
     def _create(self, info: ValidationInfo) -> MeanRewardConfig:

@@ -9,7 +9,6 @@ from pathlib import Path
 from okapi_kit.errors import OkapiError
 from okapi_kit.prompts import PromptFormatter
 
-TEST_NAMES = ("{lang}.jsonl", "{lang}.json", "{lang}/test.jsonl", "{lang}/test.json")
 CATEGORY_COLUMNS = ("category", "subset", "source")
 
 
@@ -23,11 +22,12 @@ class TestRow:
 
 
 def test_file(data_dir: Path, lang: str) -> Path:
-    """``<lang>.jsonl``, ``<lang>.json``, ``<lang>/test.jsonl`` or ``<lang>/test.json``."""
-    for name in TEST_NAMES:
-        path = data_dir / name.format(lang=lang)
-        if path.is_file():
-            return path
+    """``<lang>/test.jsonl`` or ``<lang>.jsonl`` (or ``.json``) in ``data_dir``."""
+    from okapi_kit.readers import language_file
+
+    path = language_file(data_dir, [lang])
+    if path is not None:
+        return path
     raise OkapiError(f"no test set for {lang!r} in {data_dir}", where="targets.data_dir",
                      hint=f"expected {lang}.jsonl or {lang}/test.jsonl: rows of prompt, chosen, rejected "
                      "and a category (Multilingual RewardBench's schema)")

@@ -17,10 +17,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt
 
-from okapi_kit import ComponentConfig, EvalTarget, Evaluator, OkapiError, Score
+from okapi_kit import ComponentConfig, EvalTarget, Evaluator, OkapiError, PlainName, Score
 from okapi_kit.components import InputPath
+from okapi_kit.readers import language_file
 
 from .options import Device
 
@@ -41,7 +42,6 @@ HUB_CONFIGS = frozenset({
     "tur_Latn", "ukr_Cyrl", "vie_Latn", "zho_Hans", "zho_Hant",
 })
 CATEGORY_COLUMNS = ("category", "subset", "source")
-EXTENSIONS = (".jsonl", ".json")
 RESULTS_FILE = "rm_accuracy.json"
 ROWS_FILE = "rm_accuracy_rows.jsonl"
 
@@ -66,14 +66,7 @@ class RmAccuracyConfig(ComponentConfig):
     max_length: int = Field(1024, ge=8, description="Tokens kept per prompt+response (BOS and the last ones).")
     device: Device = Field("auto", description="auto (cuda when present, else cpu), cpu, cuda, cuda:N or mps")
     confidence: float = Field(0.95, gt=0, lt=1, description="Level of the Wilson intervals in rm_accuracy.json.")
-    task: str = Field("m_rewardbench", description="Task name of the scores; categories are <task>.<category>.")
-
-    @field_validator("task")
-    @classmethod
-    def _plain_task(cls, value: str) -> str:
-        if not value.strip() or any(c in value for c in "/\\"):
-            raise ValueError("task must be a plain name (no slashes)")
-        return value
+    task: PlainName = Field("m_rewardbench", description="Task name of the scores; categories are <task>.<category>.")
 
 
 def wilson(correct: int, n: int, confidence: float) -> tuple[float, float]:
@@ -117,12 +110,9 @@ class RmAccuracyEvaluator(Evaluator):
 
     def _local_file(self, language: str) -> Path:
         data_dir = Path(self.config.data_dir)
-        names = dict.fromkeys([language, FLORES.get(language, language)])
-        candidates = [data_dir / n / f"test{ext}" for n in names for ext in EXTENSIONS]
-        candidates += [data_dir / f"{n}{ext}" for n in names for ext in EXTENSIONS]
-        for path in candidates:
-            if path.is_file():
-                return path
+        path = language_file(data_dir, [language, FLORES.get(language, language)])
+        if path is not None:
+            return path
         raise OkapiError(f"no preference data for language {language!r} in {data_dir}: expected "
                          f"{language}/test.jsonl or {language}.jsonl", where="rm_accuracy.data_dir",
                          hint="rows of prompt, chosen, rejected and a category column (Multilingual "
