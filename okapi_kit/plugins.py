@@ -14,9 +14,11 @@ distribution and version, and the others still load.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 import pluggy
 
@@ -133,3 +135,19 @@ def reset() -> None:
     """Forget the loaded plugins (tests change the environment switches)."""
     plugin_manager.cache_clear()
     registry.cache_clear()
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for a plugin package whose names (``exports``: name -> submodule)
+    are imported on first use, so that loading the plugin (to list its commands, say) builds
+    none of its components' option models; its register hooks import what they register."""
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        from importlib import import_module
+
+        return getattr(import_module(f".{module}", package), name)
+
+    return __getattr__

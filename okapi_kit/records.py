@@ -266,3 +266,16 @@ def trim_metrics(path: Path, step: int) -> None:
     kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
     if len(kept) != len(lines):
         path.write_text("".join(ln + "\n" for ln in kept))
+
+
+def refuse_other_job(stamp_file: Path, stamp: dict[str, Any]) -> None:
+    """Raise if ``stamp_file`` (beside a trainer's checkpoints) describes another training job
+    than ``stamp`` (model, data, options): its checkpoints must not be resumed."""
+    if not stamp_file.is_file():
+        return
+    old = json.loads(stamp_file.read_text())
+    if old != stamp:
+        changed = sorted(k for k in stamp if old.get(k) != stamp[k])
+        raise OkapiError(f"the work folder {stamp_file.parent} holds checkpoints of a different training job "
+                         f"(changed: {', '.join(changed)})",
+                         hint="delete that folder to start afresh, or restore the previous settings")

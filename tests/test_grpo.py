@@ -15,6 +15,8 @@ from okapi_kit_trl import GRPOTrainer  # noqa: E402
 from okapi_kit import OkapiError, RewardSource, TrainJob  # noqa: E402
 from okapi_kit.registry import Registry, create_component  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 LENGTH = 12  # tokens per completion
 LETTERS = set("abcdefghijklmnopqrstuvwxyz")
 
@@ -32,21 +34,6 @@ class Letters(RewardSource):
     def score(self, prompts, responses, languages):
         self.languages.update(languages)
         return [min(10.0, 10 * sum(ch in LETTERS for ch in r) / LENGTH) for r in responses]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    from okapi_kit_transformers.tiny import write_tiny_model
-
-    return str(write_tiny_model(tmp_path_factory.mktemp("tiny") / "llama", hidden=32, layers=1, heads=2))
 
 
 # Sizes for a CPU test; every other hyper-parameter is the trainer's default (beta 0.04, TRL's loss).

@@ -20,6 +20,8 @@ from okapi_kit_trl.kwise_loss import ranking_loss, reward_table  # noqa: E402
 
 from okapi_kit import OkapiError, TrainJob  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def nll(d: float) -> float:
     """-log sigma(d), written out."""
@@ -89,21 +91,6 @@ def test_flat_scores_become_a_table_of_rankings():
 
 
 # -- records ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    from okapi_kit_transformers.tiny import write_tiny_model
-
-    return str(write_tiny_model(tmp_path_factory.mktemp("tiny") / "llama", hidden=32, layers=1, heads=2))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def job(tmp_path: Path, model: str, records, **kw) -> TrainJob:

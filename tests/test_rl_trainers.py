@@ -27,7 +27,7 @@ from okapi_kit import OkapiError, TrainJob  # noqa: E402
 from okapi_kit.plugins import registry  # noqa: E402
 from okapi_kit.registry import create_component  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 TARGET = "a"
 
@@ -41,22 +41,6 @@ REWARD_MODULE = f'''
 def count_reward(prompts, completions, **kwargs):
     return [10.0 * min(c.count({TARGET!r}), 8) / 8 for c in completions]
 '''
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest (and steadiest on a shared machine) on one CPU thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    from okapi_kit_transformers.tiny import write_tiny_model
-
-    return str(write_tiny_model(tmp_path_factory.mktemp("tiny") / "llama", hidden=32, layers=1, heads=2))
 
 
 @pytest.fixture(scope="module")

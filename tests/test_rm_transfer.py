@@ -21,16 +21,7 @@ from okapi_kit_transfer.representation import (
 from okapi_kit import OkapiError, RewardSource
 from okapi_kit.report.stats import newcombe_paired_interval
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train several times faster on one thread than on two contended ones."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -39,6 +39,8 @@ from okapi_kit.plugins import build_plugin_manager
 from okapi_kit.records import Instruction, SampleSet
 from okapi_kit.registry import Registry, create_component
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # FLORES-200 codes as NLLB's model card lists them, written out by hand (not derived).
 FLORES = {
     "en": "eng_Latn", "ru": "rus_Cyrl", "de": "deu_Latn", "zh": "zho_Hans", "fr": "fra_Latn",
@@ -49,15 +51,6 @@ FLORES = {
     "te": "tel_Telu", "kn": "kan_Knda", "eu": "eus_Latn", "gu": "guj_Gujr", "hy": "hye_Armn",
     "pt": "por_Latn", "is": "isl_Latn", "nb": "nob_Latn", "sv": "swe_Latn",
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and lose much when the machine is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def create(kind: str, name: str, options: dict, base_dir: Path | None = None):

@@ -22,26 +22,10 @@ from okapi_kit_trl import DPOTrainer, GRPOTrainer, IPOTrainer, RewardTrainer, SF
 from okapi_kit import OkapiError, TrainJob  # noqa: E402
 from okapi_kit.registry import Registry, create_component  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 FAST = dict(batch_size=8, gradient_accumulation_steps=1, logging_steps=1, save_steps=1000,
             gradient_checkpointing=False, warmup_ratio=0.0, lr_scheduler="constant", max_length=128)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest (and steadiest on a shared machine) on one CPU thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    from okapi_kit_transformers.tiny import write_tiny_model
-
-    return str(write_tiny_model(tmp_path_factory.mktemp("tiny") / "llama", hidden=32, layers=1, heads=2))
 
 
 def job(tmp_path: Path, model: str, records, **kw) -> TrainJob:

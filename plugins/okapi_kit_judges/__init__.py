@@ -11,14 +11,23 @@ See docs/plugins/judges.md.
 from __future__ import annotations
 
 from okapi_kit import hookimpl
-
-from .safety import SafetyEvaluator
-from .win_rate import WinRateEvaluator
+from okapi_kit.plugins import lazy_exports
 
 __all__ = ["SafetyEvaluator", "WinRateEvaluator"]
 
 
 @hookimpl
 def okapi_register_evaluators(register):
+    from .safety import SafetyEvaluator
+    from .win_rate import WinRateEvaluator
+
     register(WinRateEvaluator)
     register(SafetyEvaluator)
+
+
+# Imported on first use (okapi_kit.plugins.lazy_exports).
+_EXPORTS = {
+    "SafetyEvaluator": "safety",
+    "WinRateEvaluator": "win_rate",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)

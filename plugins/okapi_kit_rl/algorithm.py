@@ -6,6 +6,7 @@ torch inside their methods.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from okapi_kit import Trainer, TrainJob, TrainResult
@@ -39,6 +40,36 @@ class Algorithm:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved."""
+
+
+def sequence_update(session: Any, ro: Any, kl_coef: float, advantages: Callable[[Any], Any],
+                    group: int = 1) -> dict[str, float]:
+    """One optimiser step of the REINFORCE family on a rollout batch: each completion is one
+    action whose return is its KL-penalised sequence reward, ``advantages`` turns a micro-batch's
+    returns into advantages (minus a baseline), and the loss is -mean A * log pi(y|x). The
+    policy's log-probabilities come from this training pass (no extra forward pass).
+    ``group``: completions that must share a micro-batch (RLOO's k samples of a prompt)."""
+    import torch
+
+    from .engine import micro_rollouts, sequence_logprobs
+    from .losses import policy_gradient_loss, sequence_rewards
+
+    n = len(ro)
+    kls, returns, loss_total = [], [], 0.0
+    for last, _, sub in micro_rollouts(session, ro, range(n), group=group):
+        with session.accumulate(last):
+            logps, _ = session.forward(sub.input_ids, sub.attention_mask, sub.width)
+            logp = sequence_logprobs(logps, sub.response_mask)
+            ref = sequence_logprobs(sub.ref_logprobs, sub.response_mask)
+            reward = sequence_rewards(sub.rewards, logp.detach(), ref, kl_coef)
+            loss = policy_gradient_loss(logp, advantages(reward), denominator=n)
+            session.backward(loss)
+        kls.append(logp.detach() - ref)
+        returns.append(reward)
+        loss_total += loss.item()
+    grad_norm = session.update()
+    kl, ret = torch.cat(kls), torch.cat(returns)
+    return {"kl": float(kl.mean()), "return": float(ret.mean()), "loss": loss_total, "grad_norm": grad_norm}
 
 
 class RLTrainer(Trainer):

@@ -27,8 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from okapi_kit import OkapiError
-from okapi_kit.records import trim_metrics
+from okapi_kit.records import refuse_other_job, trim_metrics
 
 METRICS = "metrics.jsonl"
 STAMP = "job.json"
@@ -68,13 +67,8 @@ def prepare(work_dir: Path, stamp: dict[str, Any], main: bool) -> Path | None:
     work_dir = Path(work_dir)
     found = checkpoints(work_dir)
     stamp_file = work_dir / STAMP
-    if found and stamp_file.is_file():
-        old = json.loads(stamp_file.read_text())
-        if old != stamp:
-            changed = sorted(k for k in stamp if old.get(k) != stamp[k])
-            raise OkapiError(f"the work folder {work_dir} holds checkpoints of a different training job "
-                             f"(changed: {', '.join(changed)})",
-                             hint="delete that folder to start afresh, or restore the previous settings")
+    if found:
+        refuse_other_job(stamp_file, stamp)
     resume = found[-1][1] if found else None
     if main:
         work_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .algorithm import Algorithm, RLTrainer
+from .algorithm import Algorithm, RLTrainer, sequence_update
 from .config import ReinforceConfig
 
 
@@ -20,30 +20,10 @@ class Reinforce(Algorithm):
         self.baseline: float | None = None
 
     def update(self, session, ro, kl_coef: float) -> dict[str, float]:
-        import torch
-
-        from .engine import micro_rollouts, sequence_logprobs
-        from .losses import policy_gradient_loss, sequence_rewards
-
-        n = len(ro)
         # Before any update the policy is the reference (KL 0): the first baseline is the batch's mean reward.
         baseline = self.baseline if self.baseline is not None else float(ro.rewards.mean())
-        kls, returns, loss_total = [], [], 0.0
-        for last, _, sub in micro_rollouts(session, ro, range(n)):
-            with session.accumulate(last):
-                logps, _ = session.forward(sub.input_ids, sub.attention_mask, sub.width)
-                logp = sequence_logprobs(logps, sub.response_mask)
-                ref = sequence_logprobs(sub.ref_logprobs, sub.response_mask)
-                reward = sequence_rewards(sub.rewards, logp.detach(), ref, kl_coef)
-                loss = policy_gradient_loss(logp, reward - baseline, denominator=n)
-                session.backward(loss)
-            kls.append(logp.detach() - ref)
-            returns.append(reward)
-            loss_total += loss.item()
-        grad_norm = session.update()
-        kl, ret = torch.cat(kls), torch.cat(returns)
-        return {"kl": float(kl.mean()), "return": float(ret.mean()), "baseline": baseline,
-                "loss": loss_total, "grad_norm": grad_norm}
+        stats = sequence_update(session, ro, kl_coef, lambda returns: returns - baseline)
+        return {**stats, "baseline": baseline}
 
     def finish_step(self, stats: dict[str, float]) -> None:
         from .losses import update_baseline

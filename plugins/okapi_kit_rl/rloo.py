@@ -8,7 +8,7 @@ optimiser step per batch takes the policy's log-probabilities from the training 
 
 from __future__ import annotations
 
-from .algorithm import Algorithm, RLTrainer
+from .algorithm import Algorithm, RLTrainer, sequence_update
 from .config import RLOOConfig
 
 
@@ -18,27 +18,9 @@ class RLOO(Algorithm):
         self.k = config.k
 
     def update(self, session, ro, kl_coef: float) -> dict[str, float]:
-        import torch
+        from .losses import rloo_advantages
 
-        from .engine import micro_rollouts, sequence_logprobs
-        from .losses import policy_gradient_loss, rloo_advantages, sequence_rewards
-
-        n = len(ro)
-        kls, returns, loss_total = [], [], 0.0
-        for last, _, sub in micro_rollouts(session, ro, range(n), group=self.k):
-            with session.accumulate(last):
-                logps, _ = session.forward(sub.input_ids, sub.attention_mask, sub.width)
-                logp = sequence_logprobs(logps, sub.response_mask)
-                ref = sequence_logprobs(sub.ref_logprobs, sub.response_mask)
-                reward = sequence_rewards(sub.rewards, logp.detach(), ref, kl_coef)
-                loss = policy_gradient_loss(logp, rloo_advantages(reward, self.k), denominator=n)
-                session.backward(loss)
-            kls.append(logp.detach() - ref)
-            returns.append(reward)
-            loss_total += loss.item()
-        grad_norm = session.update()
-        kl, ret = torch.cat(kls), torch.cat(returns)
-        return {"kl": float(kl.mean()), "return": float(ret.mean()), "loss": loss_total, "grad_norm": grad_norm}
+        return sequence_update(session, ro, kl_coef, lambda returns: rloo_advantages(returns, self.k), group=self.k)
 
 
 class RLOOTrainer(RLTrainer):

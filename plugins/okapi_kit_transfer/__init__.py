@@ -13,10 +13,7 @@ Light to import (pydantic only). See docs/rm-transfer.md.
 from __future__ import annotations
 
 from okapi_kit import hookimpl
-
-from .evaluator import MeanRewardConfig, MeanRewardEvaluator
-from .methods import DirectTransfer, TranslateThenScore, TranslateThenScoreConfig
-from .stage import RMTransferStage, RMTransferStageConfig
+from okapi_kit.plugins import lazy_exports
 
 __all__ = ["DirectTransfer", "MeanRewardConfig", "MeanRewardEvaluator", "RMTransferStage", "RMTransferStageConfig",
            "TranslateThenScore", "TranslateThenScoreConfig"]
@@ -24,17 +21,23 @@ __all__ = ["DirectTransfer", "MeanRewardConfig", "MeanRewardEvaluator", "RMTrans
 
 @hookimpl
 def okapi_register_transfer_methods(register) -> None:
+    from .methods import DirectTransfer, TranslateThenScore
+
     register(DirectTransfer)
     register(TranslateThenScore)
 
 
 @hookimpl
 def okapi_register_evaluators(register) -> None:
+    from .evaluator import MeanRewardEvaluator
+
     register(MeanRewardEvaluator)
 
 
 @hookimpl
 def okapi_register_stages(register) -> None:
+    from .stage import RMTransferStage
+
     register(RMTransferStage)
 
 
@@ -44,3 +47,16 @@ def okapi_register_commands(cli) -> None:
     from .command import rm_transfer_cmd
 
     cli.add_command(rm_transfer_cmd)
+
+
+# Imported on first use (okapi_kit.plugins.lazy_exports).
+_EXPORTS = {
+    "DirectTransfer": "methods",
+    "MeanRewardConfig": "evaluator",
+    "MeanRewardEvaluator": "evaluator",
+    "RMTransferStage": "stage",
+    "RMTransferStageConfig": "stage",
+    "TranslateThenScore": "methods",
+    "TranslateThenScoreConfig": "methods",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)

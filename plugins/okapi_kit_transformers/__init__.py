@@ -8,56 +8,61 @@ from pathlib import Path
 import click
 
 from okapi_kit import hookimpl
-
-from .llm_components import (
-    TransformersChatProvider,
-    TransformersJudgeRanker,
-    TransformersSelfInstructGenerator,
-    TransformersTranslator,
-)
-from .mt import TransformersMTTranslator
-from .reward import RewardModelSource
-from .rm_accuracy import RmAccuracyEvaluator
-from .rm_ranker import RewardModelRanker
-from .rm_reward import RmRewardEvaluator
-from .sampler import TransformersSampler
+from okapi_kit.plugins import lazy_exports
 
 
 @hookimpl
 def okapi_register_samplers(register):
+    from .sampler import TransformersSampler
+
     register(TransformersSampler)
 
 
 @hookimpl
 def okapi_register_reward_sources(register):
+    from .reward import RewardModelSource
+
     register(RewardModelSource)
 
 
 @hookimpl
 def okapi_register_translators(register):
+    from .llm_components import TransformersTranslator
+    from .mt import TransformersMTTranslator
+
     register(TransformersMTTranslator)
     register(TransformersTranslator)
 
 
 @hookimpl
 def okapi_register_rankers(register):
+    from .llm_components import TransformersJudgeRanker
+    from .rm_ranker import RewardModelRanker
+
     register(RewardModelRanker)
     register(TransformersJudgeRanker)
 
 
 @hookimpl
 def okapi_register_generators(register):
+    from .llm_components import TransformersSelfInstructGenerator
+
     register(TransformersSelfInstructGenerator)
 
 
 @hookimpl
 def okapi_register_evaluators(register):
+    from .rm_accuracy import RmAccuracyEvaluator
+    from .rm_reward import RmRewardEvaluator
+
     register(RmAccuracyEvaluator)
     register(RmRewardEvaluator)
 
 
 @hookimpl
 def okapi_register_chat_models(register):
+    from .llm_components import TransformersChatProvider
+
     register(TransformersChatProvider)
 
 
@@ -105,3 +110,19 @@ def tiny_model_cmd(out_dir: Path, arch: str, hidden: int, layers: int, seed: int
 
     write_tiny_model(out_dir, arch=arch, hidden=hidden, layers=layers, seed=seed)
     click.echo(f"wrote a tiny {arch} model to {out_dir}")
+
+
+# Imported on first use (okapi_kit.plugins.lazy_exports).
+_EXPORTS = {
+    "RewardModelRanker": "rm_ranker",
+    "RewardModelSource": "reward",
+    "RmAccuracyEvaluator": "rm_accuracy",
+    "RmRewardEvaluator": "rm_reward",
+    "TransformersChatProvider": "llm_components",
+    "TransformersJudgeRanker": "llm_components",
+    "TransformersMTTranslator": "mt",
+    "TransformersSampler": "sampler",
+    "TransformersSelfInstructGenerator": "llm_components",
+    "TransformersTranslator": "llm_components",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)

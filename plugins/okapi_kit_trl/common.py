@@ -18,7 +18,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from okapi_kit import OkapiError, TrainJob
-from okapi_kit.records import trim_metrics
+from okapi_kit.records import refuse_other_job, trim_metrics
 
 from .config import TrainConfig
 
@@ -72,13 +72,8 @@ def prepare_work_dir(work_dir: Path, stamp: dict[str, Any]) -> Path | None:
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp_file = work_dir / FINGERPRINT
     resume = last_checkpoint(work_dir / CHECKPOINTS)
-    if resume is not None and stamp_file.is_file():
-        old = json.loads(stamp_file.read_text())
-        if old != stamp:
-            changed = sorted(k for k in stamp if old.get(k) != stamp[k])
-            raise OkapiError(f"the work folder {work_dir} holds checkpoints of a different training job "
-                             f"(changed: {', '.join(changed)})",
-                             hint="delete that folder to start afresh, or restore the previous settings")
+    if resume is not None:
+        refuse_other_job(stamp_file, stamp)
     stamp_file.write_text(json.dumps(stamp, indent=1))
     step = int(_CKPT.match(resume.name).group(1)) if resume is not None else 0
     trim_metrics(work_dir / METRICS, step)
